@@ -18,9 +18,7 @@ def dumps(value: Any) -> bytes:
 
 def dumps_pretty(value: Any) -> bytes:
     """Indented, key-sorted JSON for humans (CLI output, files kept in the repo)."""
-    return orjson.dumps(
-        value, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS | orjson.OPT_UTC_Z
-    )
+    return orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS | orjson.OPT_UTC_Z)
 
 
 def loads(data: bytes | bytearray | memoryview | str) -> Any:

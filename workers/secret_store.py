@@ -1,4 +1,4 @@
-"""Secrets from ``EXOPIPE_SECRETS_FILE``: Exotel app tokens, ingress tenant secrets, recording creds.
+"""Secrets from ``EXOPIPE_SECRETS_FILE``: Exotel app tokens, ingress secrets, recording creds.
 
 Secrets never come from Kafka and never print: every value is wrapped in :class:`Secret`, whose
 ``repr`` and ``str`` are masked. Call :meth:`Secret.reveal` only where the value leaves the process

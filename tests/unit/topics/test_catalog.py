@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+import pytest
+
+from topics.catalog import CATALOG, SETTINGS_STATE, by_name
+from topics.schemas import load_schema
+
+CONTRACT = [
+    "exotel.webhook.incoming_call",
+    "exotel.webhook.missed_call",
+    "exotel.webhook.call_status",
+    "exotel.webhook.recording_ready",
+    "exotel.webhook.rejected",
+    "exotel.missed_call.enriched",
+    "exotel.recording.archived",
+    "exotel.recording.failed",
+    "exotel.settings.command",
+    "exotel.settings.result",
+    "exotel.settings.state",
+]
+
+
+def test_catalog_names_are_the_public_contract() -> None:
+    assert [spec.name for spec in CATALOG] == CONTRACT
+
+
+@pytest.mark.parametrize("spec", CATALOG, ids=lambda s: s.name)
+def test_every_topic_has_a_valid_schema_and_a_declared_shape(spec) -> None:
+    schema = load_schema(spec.schema)
+    assert schema["type"] == "object"
+    assert schema["required"], "a schema that requires nothing accepts anything"
+    assert spec.partitions >= 1
+    assert spec.cleanup_policy in {"delete", "compact"}
+    assert spec.event_type.startswith("com.exotel.pipeline.")
+
+
+def test_settings_state_is_compacted_and_kept_forever() -> None:
+    assert SETTINGS_STATE.cleanup_policy == "compact"
+    assert SETTINGS_STATE.retention_ms is None
+    assert SETTINGS_STATE.config()["cleanup.policy"] == "compact"
+    assert "retention.ms" not in SETTINGS_STATE.config()
+
+
+def test_call_keyed_topics_are_co_partitioned() -> None:
+    call_keyed = [spec for spec in CATALOG if spec.key == "call_sid"]
+    assert len({spec.partitions for spec in call_keyed}) == 1
+
+
+def test_unknown_topic_name_is_a_clear_error() -> None:
+    with pytest.raises(KeyError, match="exotel.webhook.nope"):
+        by_name("exotel.webhook.nope")

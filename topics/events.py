@@ -1,0 +1,156 @@
+"""The CloudEvents 1.0 envelope (JSON structured mode) that every record value on Kafka carries.
+
+``data`` is validated against the topic's schema when an event is built, so a producer can only
+put on a topic what the catalog says is there. Extension attributes ``customerid`` and ``appid``
+let consumers route and filter without opening ``data``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from topics.catalog import TopicSpec
+from topics.schemas import validate_data
+from workers import json_codec
+
+__all__ = [
+    "CONTENT_TYPE",
+    "SPEC_VERSION",
+    "CloudEvent",
+    "InvalidEvent",
+    "deterministic_id",
+    "format_time",
+    "make_event",
+    "parse_event",
+]
+
+SPEC_VERSION = "1.0"
+CONTENT_TYPE = "application/json"
+_REQUIRED = ("specversion", "id", "source", "type")
+# Namespace for uuid5 ids, so that the same inputs give the same id in every process.
+_ID_NAMESPACE = uuid.UUID("6f1c1e8e-3f0a-4a55-9a59-3d7f2a1c0b71")
+
+
+class InvalidEvent(ValueError):
+    """A record value is not a CloudEvents 1.0 JSON event."""
+
+
+@dataclass(frozen=True)
+class CloudEvent:
+    """A parsed event. ``extensions`` holds every attribute beyond the core ones."""
+
+    id: str
+    source: str
+    type: str
+    time: str | None
+    data: Any
+    customerid: str | None = None
+    appid: str | None = None
+    datacontenttype: str = CONTENT_TYPE
+    specversion: str = SPEC_VERSION
+    extensions: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        envelope: dict[str, Any] = {
+            "specversion": self.specversion,
+            "id": self.id,
+            "source": self.source,
+            "type": self.type,
+            "datacontenttype": self.datacontenttype,
+        }
+        if self.time is not None:
+            envelope["time"] = self.time
+        if self.customerid is not None:
+            envelope["customerid"] = self.customerid
+        if self.appid is not None:
+            envelope["appid"] = self.appid
+        envelope.update(self.extensions)
+        envelope["data"] = self.data
+        return envelope
+
+    def to_bytes(self) -> bytes:
+        return json_codec.dumps(self.to_dict())
+
+
+def format_time(moment: datetime) -> str:
+    """RFC 3339 in UTC with milliseconds and ``Z``, as Exotel writes its timestamps."""
+    if moment.tzinfo is None:
+        raise ValueError("naive datetime: give a timezone")
+    utc = moment.astimezone(UTC)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
+def deterministic_id(*parts: str) -> str:
+    """An event id that is the same for the same parts, so a retried input is recognizable."""
+    return str(uuid.uuid5(_ID_NAMESPACE, "\x1f".join(parts)))
+
+
+def make_event(
+    spec: TopicSpec,
+    data: dict[str, Any],
+    *,
+    source: str,
+    event_id: str | None = None,
+    time: datetime | str | None = None,
+    customer_id: str | None = None,
+    app_id: str | None = None,
+    extensions: dict[str, Any] | None = None,
+) -> CloudEvent:
+    """Build the event for ``spec``; raises ``SchemaViolation`` when ``data`` breaks its schema."""
+    validate_data(spec, data)
+    if isinstance(time, datetime):
+        time = format_time(time)
+    return CloudEvent(
+        id=event_id or str(uuid.uuid4()),
+        source=source,
+        type=spec.event_type,
+        time=time if time is not None else format_time(datetime.now(UTC)),
+        data=data,
+        customerid=customer_id,
+        appid=app_id,
+        extensions=dict(extensions or {}),
+    )
+
+
+def parse_event(value: bytes | str, spec: TopicSpec | None = None) -> CloudEvent:
+    """Parse a record value; with ``spec`` also check the type and validate ``data``."""
+    try:
+        raw = json_codec.loads(value)
+    except json_codec.JSONDecodeError as exc:
+        raise InvalidEvent(f"not JSON: {exc}") from None
+    if not isinstance(raw, dict):
+        raise InvalidEvent("not a JSON object")
+    missing = [name for name in _REQUIRED if not isinstance(raw.get(name), str) or not raw[name]]
+    if missing:
+        raise InvalidEvent(f"missing CloudEvents attributes: {', '.join(missing)}")
+    if raw["specversion"] != SPEC_VERSION:
+        raise InvalidEvent(f"unsupported specversion {raw['specversion']!r}")
+    if spec is not None:
+        if raw["type"] != spec.event_type:
+            raise InvalidEvent(f"type {raw['type']!r} does not belong on {spec.name}")
+        validate_data(spec, raw.get("data"))
+    core = {
+        "specversion",
+        "id",
+        "source",
+        "type",
+        "time",
+        "datacontenttype",
+        "data",
+        "customerid",
+        "appid",
+    }
+    return CloudEvent(
+        id=raw["id"],
+        source=raw["source"],
+        type=raw["type"],
+        time=raw.get("time"),
+        data=raw.get("data"),
+        customerid=raw.get("customerid"),
+        appid=raw.get("appid"),
+        datacontenttype=raw.get("datacontenttype", CONTENT_TYPE),
+        extensions={k: v for k, v in raw.items() if k not in core},
+    )
