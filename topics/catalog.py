@@ -7,7 +7,7 @@ issue, never as a side effect.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 __all__ = [
     "CATALOG",
@@ -48,6 +48,10 @@ class TopicSpec:
     schema: str
     event_type: str
     description: str
+
+    def with_prefix(self, prefix: str) -> TopicSpec:
+        """The same declaration under ``prefix + name`` (environments sharing one cluster)."""
+        return self if not prefix else replace(self, name=prefix + self.name)
 
     def config(self) -> dict[str, str]:
         """Topic-level broker configs this declaration owns (the rest stay at broker defaults)."""

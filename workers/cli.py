@@ -24,6 +24,7 @@ _COMMAND_MODULES: dict[str, str] = {
     "stack": "workers.localstack.cli",
     "topics": "workers.topic_admin",
     "double": "workers.exotel_double.cli",
+    "worker": "workers.faust_app",
 }
 
 Handler = Callable[[argparse.Namespace, Settings], int]

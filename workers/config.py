@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from topics.catalog import TopicSpec
 from workers.errors import ConfigError
 
 __all__ = ["DEFAULT_EXOTEL_BASE_URL", "Settings", "StackSettings"]
@@ -53,6 +54,9 @@ class Settings:
     log_level: str = "INFO"
     # Topics are declared with a production replication factor; apply caps it at the broker count.
     topic_replication_factor: int | None = None
+    # Prepended to every catalog topic name, to run several environments (or tests) on one
+    # cluster. Empty in production: the catalog's names are the public contract.
+    topic_prefix: str = ""
     stack: StackSettings = field(default_factory=StackSettings)
 
     @classmethod
@@ -75,6 +79,10 @@ class Settings:
             else:
                 raise ConfigError(f"unknown setting {name}; known: {', '.join(sorted(known))}")
         return cls(**values, stack=StackSettings(**stack_values))
+
+    def topic(self, spec: TopicSpec) -> TopicSpec:
+        """The catalog declaration as this deployment names it (``topic_prefix`` applied)."""
+        return spec.with_prefix(self.topic_prefix)
 
     @classmethod
     def env_names(cls) -> frozenset[str]:

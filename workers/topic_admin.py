@@ -125,7 +125,7 @@ async def apply_catalog(
 ) -> ApplyReport:
     """Create missing topics, report drift on existing ones, alter nothing.
 
-    ``name_prefix`` creates the same declarations under other names (tests use uuid prefixes).
+    ``name_prefix`` creates the same declarations under other names (``EXOPIPE_TOPIC_PREFIX``).
     """
     specs = list(catalog)
     brokers = len((await admin.describe_cluster())["brokers"])
@@ -196,17 +196,21 @@ def _apply_command(args: argparse.Namespace, settings: Settings) -> int:
 
 async def _apply(settings: Settings) -> ApplyReport:
     async with admin_client(settings) as admin:
-        return await apply_catalog(admin, replication_override=settings.topic_replication_factor)
+        return await apply_catalog(
+            admin,
+            replication_override=settings.topic_replication_factor,
+            name_prefix=settings.topic_prefix,
+        )
 
 
 def _list_command(args: argparse.Namespace, settings: Settings) -> int:
     states = asyncio.run(_describe(settings))
     rows = []
     for spec in CATALOG:
-        state = states.get(spec.name)
+        state = states.get(settings.topic(spec).name)
         rows.append(
             {
-                "name": spec.name,
+                "name": settings.topic(spec).name,
                 "partitions": spec.partitions,
                 "cleanup_policy": spec.cleanup_policy,
                 "retention_ms": spec.retention_ms,
@@ -238,4 +242,4 @@ def _list_command(args: argparse.Namespace, settings: Settings) -> int:
 
 async def _describe(settings: Settings) -> dict[str, TopicState]:
     async with admin_client(settings) as admin:
-        return await describe_topics(admin, [spec.name for spec in CATALOG])
+        return await describe_topics(admin, [settings.topic(spec).name for spec in CATALOG])

@@ -1,0 +1,98 @@
+"""The one place faust apps are configured, and ``exopipe worker NAME`` that runs one.
+
+Each worker package (``settings``, ``archiver``, ``enricher``) exposes
+``create_app(settings, replication) -> faust.App`` built with :func:`new_app`; its agents read
+catalog topics through :func:`catalog_topic`. Every worker is its own faust app (its own consumer
+group and table changelogs), so each can be deployed and scaled on its own.
+
+Before a worker starts, the catalog's topics are created if missing: faust would otherwise let
+the broker or itself create a source topic with the wrong partition count, and tables then fail
+with ``PartitionsMismatch``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+from importlib import import_module
+from typing import Any
+
+import faust
+
+from topics.catalog import CATALOG, TopicSpec
+from workers.config import Settings
+from workers.kafka import admin_client
+from workers.topic_admin import apply_catalog, effective_replication
+
+__all__ = ["WORKERS", "catalog_topic", "new_app", "register", "run_worker"]
+
+log = logging.getLogger(__name__)
+
+# name -> module exposing create_app(settings: Settings, replication: int) -> faust.App
+WORKERS: dict[str, str] = {}
+
+
+def new_app(worker_name: str, settings: Settings, replication: int, **overrides: Any) -> faust.App:
+    """A faust app with the project's defaults; ``overrides`` go to ``faust.App`` as is."""
+    brokers = [f"kafka://{host.strip()}" for host in settings.kafka_bootstrap.split(",")]
+    options: dict[str, Any] = {
+        "broker": brokers,
+        # Tables live in memory and are rebuilt from their changelog topics on start.
+        "store": "memory://",
+        "web_enabled": False,
+        "topic_partitions": CATALOG[0].partitions,
+        "topic_replication_factor": replication,
+        # The leader topic is only for faust's timers across workers; we use none, and creating
+        # it has been reported to fail on Kafka 4 (faust-streaming #667).
+        "topic_disable_leader": True,
+        "consumer_auto_offset_reset": "earliest",
+        "producer_acks": -1,
+    }
+    options.update(overrides)
+    return faust.App(f"exopipe-{worker_name}", **options)
+
+
+def catalog_topic(app: faust.App, settings: Settings, spec: TopicSpec) -> Any:
+    """A catalog topic as raw bytes: values are CloudEvents parsed by ``topics.events``."""
+    resolved = settings.topic(spec)
+    return app.topic(
+        resolved.name,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=resolved.partitions,
+    )
+
+
+async def _prepare_topics(settings: Settings) -> int:
+    """Create missing catalog topics; return the replication factor internal topics should use."""
+    async with admin_client(settings) as admin:
+        report = await apply_catalog(
+            admin,
+            replication_override=settings.topic_replication_factor,
+            name_prefix=settings.topic_prefix,
+        )
+        brokers = len((await admin.describe_cluster())["brokers"])
+    for name in report.created:
+        log.info("created topic %s", name)
+    for drift in report.drift:
+        log.warning("topic drift: %s", drift)
+    return effective_replication(CATALOG[0], brokers, settings.topic_replication_factor)
+
+
+def run_worker(name: str, settings: Settings) -> int:
+    """Run one worker until SIGTERM or SIGINT; faust handles the signals and a clean stop."""
+    module = import_module(WORKERS[name])
+    replication = asyncio.run(_prepare_topics(settings))
+    app = module.create_app(settings, replication)
+    worker = faust.Worker(app, loglevel=settings.log_level.lower(), quiet=True)
+    worker.execute_from_commandline()
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("worker", help="run a stream worker until stopped")
+    parser.add_argument("name", choices=sorted(WORKERS), help="which worker to run")
+    parser.set_defaults(handler=lambda args, settings: run_worker(args.name, settings))
