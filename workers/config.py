@@ -10,14 +10,23 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import Field, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from topics.catalog import TopicSpec
+from workers import json_codec
 from workers.errors import ConfigError
 
-__all__ = ["DEFAULT_EXOTEL_BASE_URL", "Settings", "StackSettings"]
+__all__ = [
+    "DEFAULT_EXOTEL_BASE_URL",
+    "ApplierSettings",
+    "EnricherSettings",
+    "IngressSettings",
+    "RecordingSettings",
+    "Settings",
+    "StackSettings",
+]
 
 DEFAULT_EXOTEL_BASE_URL = "https://integrationscore.mum1.exotel.com/v2/integrations"
 _PREFIX = "EXOPIPE_"
@@ -43,6 +52,39 @@ class StackSettings:
 
 
 @dataclass(frozen=True)
+class IngressSettings:
+    """The webhook ingress (``EXOPIPE_INGRESS_*``)."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+
+
+@dataclass(frozen=True)
+class ApplierSettings:
+    """The settings worker that applies commands through the API (``EXOPIPE_APPLIER_*``)."""
+
+
+@dataclass(frozen=True)
+class RecordingSettings:
+    """The recording archiver (``EXOPIPE_RECORDING_*``)."""
+
+
+@dataclass(frozen=True)
+class EnricherSettings:
+    """The missed-call enricher (``EXOPIPE_ENRICHER_*``)."""
+
+
+# Sections of Settings and the variable prefix (after EXOPIPE_) of each.
+_SECTIONS: dict[str, str] = {
+    "stack": "STACK_",
+    "ingress": "INGRESS_",
+    "applier": "APPLIER_",
+    "recording": "RECORDING_",
+    "enricher": "ENRICHER_",
+}
+
+
+@dataclass(frozen=True)
 class Settings:
     """Every knob of the pipeline, with the default a new user wants."""
 
@@ -58,27 +100,29 @@ class Settings:
     # cluster. Empty in production: the catalog's names are the public contract.
     topic_prefix: str = ""
     stack: StackSettings = field(default_factory=StackSettings)
+    ingress: IngressSettings = field(default_factory=IngressSettings)
+    applier: ApplierSettings = field(default_factory=ApplierSettings)
+    recording: RecordingSettings = field(default_factory=RecordingSettings)
+    enricher: EnricherSettings = field(default_factory=EnricherSettings)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Build settings from ``EXOPIPE_*`` variables; unknown ``EXOPIPE_*`` names are an error."""
         env = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
-        stack_values: dict[str, Any] = {}
-        known = {f"{_PREFIX}{f.name.upper()}": f for f in fields(cls) if f.name != "stack"}
-        stack_known = {f"{_PREFIX}STACK_{f.name.upper()}": f for f in fields(StackSettings)}
+        known = _known_variables()
+        values: dict[str, dict[str, Any]] = {section: {} for section in _SECTIONS}
+        values[""] = {}
         for name, raw in env.items():
             if not name.startswith(_PREFIX):
                 continue
-            if name in known:
-                f = known[name]
-                values[f.name] = _coerce(name, raw, f.type)
-            elif name in stack_known:
-                f = stack_known[name]
-                stack_values[f.name] = _coerce(name, raw, f.type)
-            else:
-                raise ConfigError(f"unknown setting {name}; known: {', '.join(sorted(known))}")
-        return cls(**values, stack=StackSettings(**stack_values))
+            if name not in known:
+                raise ConfigError(
+                    f"unknown setting {name}; see the README for the EXOPIPE_* variables"
+                )
+            section, f = known[name]
+            values[section][f.name] = _coerce(name, raw, f.type)
+        sections = {section: _section_types()[section](**values[section]) for section in _SECTIONS}
+        return cls(**values[""], **sections)
 
     def topic(self, spec: TopicSpec) -> TopicSpec:
         """The catalog declaration as this deployment names it (``topic_prefix`` applied)."""
@@ -87,9 +131,23 @@ class Settings:
     @classmethod
     def env_names(cls) -> frozenset[str]:
         """Every variable name :meth:`from_env` understands (for docs and deploy checks)."""
-        names = {f"{_PREFIX}{f.name.upper()}" for f in fields(cls) if f.name != "stack"}
-        names |= {f"{_PREFIX}STACK_{f.name.upper()}" for f in fields(StackSettings)}
-        return frozenset(names)
+        return frozenset(_known_variables())
+
+
+def _section_types() -> dict[str, type]:
+    hints = {f.name: f for f in fields(Settings)}
+    return {section: hints[section].default_factory for section in _SECTIONS}  # type: ignore[misc]
+
+
+def _known_variables() -> dict[str, tuple[str, Field[Any]]]:
+    known: dict[str, tuple[str, Field[Any]]] = {}
+    for f in fields(Settings):
+        if f.name not in _SECTIONS:
+            known[f"{_PREFIX}{f.name.upper()}"] = ("", f)
+    for section, prefix in _SECTIONS.items():
+        for f in fields(_section_types()[section]):
+            known[f"{_PREFIX}{prefix}{f.name.upper()}"] = (section, f)
+    return known
 
 
 def _coerce(name: str, raw: str, annotation: Any) -> Any:
@@ -115,6 +173,11 @@ def _coerce(name: str, raw: str, annotation: Any) -> Any:
             return Path(raw).expanduser()
         if kind.startswith("tuple"):
             return tuple(part.strip() for part in raw.split(",") if part.strip())
-    except ValueError:
+        if kind.startswith("dict"):
+            value = json_codec.loads(raw)
+            if not isinstance(value, dict):
+                raise ValueError(raw)
+            return value
+    except (ValueError, json_codec.JSONDecodeError):
         raise ConfigError(f"{name}={raw!r} is not a valid {kind}") from None
     return raw
