@@ -1,0 +1,37 @@
+"""The web app factory: spec API, recordings, control API and health check on one aiohttp app.
+
+One app per double, each with its own :class:`DoubleState`, so tests can run several side by
+side and a fresh app is a clean slate.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from workers.exotel_double import API_PREFIX
+from workers.exotel_double.api import not_found, settings_endpoint
+from workers.exotel_double.control_api import control_errors, routes
+from workers.exotel_double.middleware import double_middleware
+from workers.exotel_double.recordings import recording_endpoint
+from workers.exotel_double.responses import json_response
+from workers.exotel_double.state import STATE, DoubleState
+
+__all__ = ["create_app"]
+
+
+async def healthz(request: web.Request) -> web.StreamResponse:
+    return json_response({"ok": True})
+
+
+def create_app(state: DoubleState | None = None) -> web.Application:
+    """Build the double; pass ``state`` to inspect or pre-load it from in-process tests."""
+    app = web.Application(middlewares=[control_errors, double_middleware])
+    app[STATE] = state if state is not None else DoubleState()
+    app.router.add_get("/healthz", healthz, allow_head=False)
+    app.router.add_route(
+        "*", API_PREFIX + "/{customer_id}/apps/{app_id}/settings", settings_endpoint
+    )
+    app.router.add_route("*", API_PREFIX + "/{tail:.*}", not_found)
+    app.router.add_route("*", "/recordings/{name}", recording_endpoint)
+    app.router.add_routes(routes)
+    return app
