@@ -1,0 +1,261 @@
+"""The foundation against the real stack: every catalog topic, S3 multipart, a faust table."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import NewTopic
+from boto3.s3.transfer import TransferConfig
+
+from tests.conftest import PipelineEnv
+from tests.integration.kafka_io import collect
+from topics.catalog import CATALOG
+from topics.events import make_event
+from workers.kafka import admin_client, produce_event, started_producer
+from workers.s3 import new_s3_client
+from workers.topic_admin import apply_catalog, describe_topics
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# One valid `data` per topic, the smallest each schema accepts.
+_WEBHOOK = {
+    "event": "incoming_call",
+    "call_sid": "call_123",
+    "customer_id": "cust_1",
+    "app_id": "app_1",
+    "from": "+919876543210",
+    "to": "sip:user@app.exotel.com",
+    "timestamp": "2024-06-15T10:30:00.000Z",
+    "received_at": "2024-06-15T10:30:00.120Z",
+    "source_format": "json",
+    "original": {},
+}
+_SETTINGS = {
+    k: None
+    for k in ("popup_url", "missed_call_url", "callback_url", "recording_url", "streaming_url")
+}
+SAMPLES = {
+    "exotel.webhook.incoming_call": _WEBHOOK,
+    "exotel.webhook.missed_call": {**_WEBHOOK, "event": "missed_call"},
+    "exotel.webhook.call_status": {**_WEBHOOK, "event": "call_completed"},
+    "exotel.webhook.recording_ready": {
+        **_WEBHOOK,
+        "event": "recording_ready",
+        "recording_url": "https://recordings.exotel.com/call_123.mp3",
+        "duration": 180,
+    },
+    "exotel.webhook.rejected": {
+        "stage": "ingress",
+        "reason": "invalid",
+        "errors": ["call_sid: required"],
+        "received_at": "2024-06-15T10:30:00.000Z",
+    },
+    "exotel.missed_call.enriched": {
+        "call_sid": "call_123",
+        "customer_id": "cust_1",
+        "app_id": "app_1",
+        "caller": {
+            "raw": "+919876543210",
+            "e164": "+919876543210",
+            "country": "IN",
+            "region": "India",
+            "number_type": "mobile",
+            "valid": True,
+        },
+        "callee": {"raw": "sip:user@app.exotel.com", "user": "user"},
+        "missed_at": "2024-06-15T10:30:30.000Z",
+        "popup_seen": True,
+        "ring_seconds": 30.0,
+        "repeat_count_24h": 1,
+        "first_missed_at": "2024-06-15T10:30:30.000Z",
+        "callback_url_configured": None,
+        "within_business_hours": None,
+        "priority": "normal",
+        "enriched_at": "2024-06-15T10:30:31.000Z",
+    },
+    "exotel.recording.archived": {
+        "call_sid": "call_123",
+        "customer_id": "cust_1",
+        "app_id": "app_1",
+        "bucket": "b",
+        "key": "recordings/customer_id=cust_1/app_id=app_1/date=2024-06-15/call_123.mp3",
+        "uri": "s3://b/recordings/customer_id=cust_1/app_id=app_1/date=2024-06-15/call_123.mp3",
+        "size_bytes": 3,
+        "sha256": hashlib.sha256(b"abc").hexdigest(),
+        "content_type": "audio/mpeg",
+        "duration_seconds": 180,
+        "recorded_at": "2024-06-15T10:35:00.000Z",
+        "archived_at": "2024-06-15T10:36:00.000Z",
+    },
+    "exotel.recording.failed": {
+        "outcome": "failed",
+        "reason": "not_found",
+        "attempts": 1,
+        "failed_at": "2024-06-15T10:36:00.000Z",
+        "original_event": {},
+    },
+    "exotel.settings.command": {
+        "command_id": "cmd-1",
+        "customer_id": "cust_1",
+        "app_id": "app_1",
+        "settings": {"recording_enabled": True},
+    },
+    "exotel.settings.result": {
+        "command_id": "cmd-1",
+        "outcome": "applied",
+        "attempts": 1,
+        "http_status": 200,
+        "completed_at": "2024-06-15T10:30:01.000Z",
+    },
+    "exotel.settings.state": {
+        "customer_id": "cust_1",
+        "app_id": "app_1",
+        "kind": "applied",
+        "settings": {**_SETTINGS, "recording_enabled": True, "streaming_enabled": False},
+        "observed_at": "2024-06-15T10:30:01.000Z",
+    },
+}
+
+
+def test_every_catalog_topic_has_a_smoke_sample() -> None:
+    assert sorted(SAMPLES) == sorted(spec.name for spec in CATALOG)
+
+
+async def test_topics_apply_creates_then_changes_nothing(pipeline_env: PipelineEnv) -> None:
+    settings = pipeline_env.settings
+    async with admin_client(settings) as admin:
+        first = await apply_catalog(admin, name_prefix=settings.topic_prefix)
+        second = await apply_catalog(admin, name_prefix=settings.topic_prefix)
+        states = await describe_topics(admin, [settings.topic(s).name for s in CATALOG])
+    assert len(first.created) == len(CATALOG)
+    assert second.created == () and second.drift == ()
+    assert len(second.unchanged) == len(CATALOG)
+    for spec in CATALOG:
+        state = states[settings.topic(spec).name]
+        assert state.partitions == spec.partitions
+        assert state.configs["cleanup.policy"] == spec.cleanup_policy
+
+
+async def test_a_cloudevent_round_trips_through_every_catalog_topic(
+    topics_env: PipelineEnv,
+) -> None:
+    settings = topics_env.settings
+    sent = {}
+    async with started_producer(settings) as producer:
+        for spec in CATALOG:
+            event = make_event(
+                spec,
+                SAMPLES[spec.name],
+                source="/tests/smoke",
+                customer_id="cust_1",
+                app_id="app_1",
+            )
+            await produce_event(producer, settings.topic(spec), event, key="call_123")
+            sent[spec.name] = event
+    for spec in CATALOG:
+        [(key, received)] = await collect(settings, spec, count=1, wait_seconds=20)
+        assert key == b"call_123"
+        assert received == sent[spec.name]
+
+
+def test_s3_multipart_round_trip_over_16_mib(stack_env: dict[str, str]) -> None:
+    settings = PipelineEnv(stack_env).settings
+    s3 = new_s3_client(settings)
+    body = os.urandom(17 * 1024 * 1024 + 123)
+    key = f"smoke/{uuid.uuid4().hex}.bin"
+    config = TransferConfig(
+        multipart_threshold=8 * 1024 * 1024, multipart_chunksize=8 * 1024 * 1024
+    )
+
+    s3.upload_fileobj(io.BytesIO(body), settings.s3_bucket, key, Config=config)
+    head = s3.head_object(Bucket=settings.s3_bucket, Key=key)
+    assert head["ContentLength"] == len(body)
+    # A multipart ETag is "<md5 of part md5s>-<parts>": proof the upload really was multipart.
+    assert head["ETag"].strip('"').endswith("-3")
+    got = s3.get_object(Bucket=settings.s3_bucket, Key=key)["Body"].read()
+    assert hashlib.sha256(got).hexdigest() == hashlib.sha256(body).hexdigest()
+    s3.delete_object(Bucket=settings.s3_bucket, Key=key)
+
+
+def _start_probe(env: PipelineEnv, app_id: str, source: str, sink: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.integration.faust_probe", app_id, source, sink, "2"],
+        cwd=ROOT,
+        env=env.process_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+async def _latest_counts(
+    env: PipelineEnv, sink: str, want: dict[bytes, bytes]
+) -> dict[bytes, bytes]:
+    consumer = AIOKafkaConsumer(
+        sink,
+        bootstrap_servers=env.settings.kafka_bootstrap,
+        group_id=None,
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    latest: dict[bytes, bytes] = {}
+    try:
+        async with asyncio.timeout(90):
+            while any(latest.get(k) != v for k, v in want.items()):
+                batches = await consumer.getmany(timeout_ms=500)
+                for records in batches.values():
+                    for record in records:
+                        latest[record.key] = record.value
+    except TimeoutError:
+        pass
+    finally:
+        await consumer.stop()
+    return latest
+
+
+@pytest.mark.slow
+async def test_faust_table_has_a_changelog_and_survives_a_restart(
+    pipeline_env: PipelineEnv,
+) -> None:
+    settings = pipeline_env.settings
+    run = uuid.uuid4().hex[:10]
+    app_id, source, sink = f"probe-{run}", f"probe-{run}.source", f"probe-{run}.sink"
+    async with admin_client(settings) as admin:
+        await admin.create_topics([NewTopic(source, 2, 1), NewTopic(sink, 2, 1)])
+
+    async def send(keys: list[bytes]) -> None:
+        async with started_producer(settings) as producer:
+            for key in keys:
+                await producer.send_and_wait(source, b"x", key=key)
+
+    worker = _start_probe(pipeline_env, app_id, source, sink)
+    try:
+        await send([b"a", b"a", b"b", b"a"])
+        assert await _latest_counts(pipeline_env, sink, {b"a": b"3", b"b": b"1"}) == {
+            b"a": b"3",
+            b"b": b"1",
+        }
+        async with admin_client(settings) as admin:
+            topics = set(await admin.list_topics())
+        assert f"exopipe-{app_id}-counts-changelog" in topics
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=60) == 0
+
+    restarted = _start_probe(pipeline_env, app_id, source, sink)
+    try:
+        await send([b"a", b"b"])
+        latest = await _latest_counts(pipeline_env, sink, {b"a": b"4", b"b": b"2"})
+        assert latest == {b"a": b"4", b"b": b"2"}, "the restarted worker lost its table"
+    finally:
+        restarted.send_signal(signal.SIGTERM)
+        restarted.wait(timeout=60)
