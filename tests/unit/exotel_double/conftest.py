@@ -8,7 +8,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from exotel_double_helpers import (
+
+from tests.unit.exotel_double.helpers import (
     APP,
     CUSTOMER,
     TOKEN,
@@ -17,7 +18,6 @@ from exotel_double_helpers import (
     start_double_process,
     stop_double_process,
 )
-
 from workers.exotel_double.control import AsyncDoubleControl
 from workers.exotel_double.runner import DoubleServer
 

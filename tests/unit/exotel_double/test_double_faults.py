@@ -7,8 +7,8 @@ import time
 
 import httpx
 import pytest
-from exotel_double_helpers import APP, CUSTOMER, TOKEN, bearer
 
+from tests.unit.exotel_double.helpers import APP, CUSTOMER, TOKEN, bearer
 from workers.exotel_double.control import AsyncDoubleControl, ControlError
 from workers.json_codec import dumps
 

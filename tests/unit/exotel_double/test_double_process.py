@@ -9,7 +9,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from exotel_double_helpers import (
+
+from tests.unit.exotel_double.helpers import (
     APP,
     CUSTOMER,
     TOKEN,
@@ -19,7 +20,6 @@ from exotel_double_helpers import (
     start_double_process,
     stop_double_process,
 )
-
 from workers.cli import build_parser
 from workers.exotel_double.control import ControlError, DoubleControl
 

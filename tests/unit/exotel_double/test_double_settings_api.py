@@ -6,8 +6,8 @@ import re
 
 import httpx
 import pytest
-from exotel_double_helpers import APP, CUSTOMER, TOKEN, bearer
 
+from tests.unit.exotel_double.helpers import APP, CUSTOMER, TOKEN, bearer
 from workers.exotel_double.control import AsyncDoubleControl
 from workers.json_codec import dumps
 

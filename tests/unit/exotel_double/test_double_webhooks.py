@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 import pytest
 from aiohttp import web
-from exotel_double_helpers import free_port
 
+from tests.unit.exotel_double.helpers import free_port
 from workers.exotel_double.control import AsyncDoubleControl, ControlError
 from workers.exotel_double.emitter import Webhook, emit
 from workers.exotel_double.payloads import (

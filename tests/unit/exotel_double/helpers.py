@@ -1,5 +1,4 @@
-"""Constants and helpers shared by the Exotel double's tests (a uniquely named module, since
-test directories here are not packages)."""
+"""Constants and helpers shared by the Exotel double's tests."""
 
 from __future__ import annotations
 

@@ -1,0 +1,1 @@
+"""Tests of the Exotel API double (workers.exotel_double)."""
