@@ -2,6 +2,25 @@
 
 Loopback dev tool, no auth. Bodies are checked strictly (unknown keys are a 400) so that a typo
 in a test's set-up fails the test instead of silently configuring nothing.
+
+    POST   /_control/reset                          forget everything
+    POST   /_control/apps                           {customer_id, app_id, token, settings?,
+                                                     created_at?, updated_at?}
+    GET    /_control/apps/{customer_id}/{app_id}    current settings, no token needed
+    DELETE /_control/apps/{customer_id}/{app_id}
+    POST   /_control/faults                         {status?, count?, duration_s?, method?,
+                                                     path_prefix?, retry_after?, hang_s?}
+    GET    /_control/faults, DELETE /_control/faults
+    PUT    /_control/latency                        {ms}
+    PUT    /_control/clock                          {now: ISO 8601 | null}
+    GET    /_control/requests?method=&path_prefix=  the request log; DELETE clears it
+    POST   /_control/recordings                     {name, size, seed?, content_type?,
+                                                     basic_auth?: {username, password},
+                                                     fail_next?: {count, status?},
+                                                     redirect_to?, content_length?}
+    GET    /_control/recordings/{name}
+    POST   /_control/emit                           {url, events: [{kind, fields?, encoding?}],
+                                                     timeout_s?, headers?}
 """
 
 from __future__ import annotations
