@@ -171,3 +171,15 @@ async def test_bad_recording_registration_is_refused(
 ) -> None:
     with pytest.raises(ControlError, match="400"):
         await ctl.register_recording(**kwargs)  # type: ignore[arg-type]
+
+
+async def test_injected_faults_and_latency_reach_recordings_too(
+    ctl: AsyncDoubleControl, http: httpx.AsyncClient
+) -> None:
+    await ctl.register_recording("q.mp3", 10)
+    await ctl.fail_next(1, 503, path_prefix="/recordings/", retry_after=3)
+    first = await http.get("/recordings/q.mp3")
+    assert (first.status_code, first.headers["retry-after"]) == (503, "3")
+    assert (await http.get("/recordings/q.mp3")).status_code == 200
+    # The fault answered before the recording handler: only one fetch reached it.
+    assert (await ctl.recording("q.mp3"))["fetches"] == 1
