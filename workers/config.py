@@ -47,8 +47,8 @@ class StackSettings:
     controller_port: int = 9093
     s3_port: int = 9000
     exotel_port: int = 8090
-    kafka_version: str = "4.1.1"
-    s3proxy_version: str = "2.6.0"
+    kafka_version: str = "4.4.0"
+    s3proxy_version: str = "4.1.0"
 
 
 @dataclass(frozen=True)
