@@ -57,21 +57,105 @@ class IngressSettings:
 
     host: str = "127.0.0.1"
     port: int = 8080
+    # Where webhooks wait, fsynced, while Kafka does not acknowledge in time. One per process.
+    spool_dir: Path = field(default_factory=lambda: _default_stack_home() / "ingress-spool")
+    spool_max_bytes: int = 256 * 1024 * 1024
+    # Exotel gives up after 15 s: past this bound the record goes to the spool instead.
+    produce_timeout_s: float = 2.0
+    body_limit_bytes: int = 64 * 1024
+    # How much of a refused body a rejected record keeps.
+    rejected_body_bytes: int = 8 * 1024
+    # Per tenant (customer): sustained requests per second and burst; 0 turns the limit off.
+    rate_limit_per_s: float = 100.0
+    rate_limit_burst: int = 200
+    # Sender addresses allowed (CIDRs, comma separated); empty allows any address.
+    allowed_cidrs: tuple[str, ...] = ()
+    # The zone of Exotel's zone-less "YYYY-MM-DD HH:mm:ss" times (DateUpdated, StartTime).
+    local_timezone: str = "Asia/Kolkata"
+    # SIGTERM: how long in-flight requests and unacknowledged sends get before the process exits.
+    shutdown_timeout_s: float = 10.0
 
 
 @dataclass(frozen=True)
 class ApplierSettings:
     """The settings worker that applies commands through the API (``EXOPIPE_APPLIER_*``)."""
 
+    # Concurrent App Settings API calls (one per app at a time; other apps in parallel).
+    in_flight: int = 32
+    # Commands held un-committed at once (in flight + queued behind their app); the agent stops
+    # reading its partitions when this many are pending.
+    max_pending: int = 1000
+    retry_attempts: int = 5
+    retry_base_delay: float = 0.5
+    retry_max_delay: float = 30.0
+    # Per phase (connect, read, write, pool) of every API call, in seconds.
+    http_timeout: float = 10.0
+    http_connect_timeout: float = 5.0
+    # Seconds between reconciliations (GET every known app, publish drift); 0 turns it off.
+    reconcile_interval: float = 300.0
+    # Bytes of a non-JSON command kept in its `invalid` result.
+    raw_cap_bytes: int = 4096
+    # Seconds a command id is remembered for de-duplication (default: the topic's 7 days).
+    dedup_retention: float = 7 * 24 * 3600.0
+
 
 @dataclass(frozen=True)
 class RecordingSettings:
-    """The recording archiver (``EXOPIPE_RECORDING_*``)."""
+    """The recording archiver (``EXOPIPE_RECORDING_*``).
+
+    ``hosts`` is the SSRF allowlist (exact names, or ``*.suffix``); ``ports`` the ports a
+    recording URL may name. ``allow_insecure`` admits plain http and loopback addresses, for local
+    development and tests only. Disk use is at most ``concurrency`` x ``max_bytes`` in ``temp_dir``.
+    """
+
+    allow_insecure: bool = False
+    hosts: tuple[str, ...] = (
+        "recordings.exotel.com",
+        "s3-ap-southeast-1.amazonaws.com",
+        "s3.ap-southeast-1.amazonaws.com",
+        "exotelrecordings.s3.amazonaws.com",
+    )
+    ports: tuple[str, ...] = ("80", "443")
+    max_bytes: int = 1024 * 1024 * 1024
+    part_size: int = 16 * 1024 * 1024
+    concurrency: int = 4
+    connect_timeout: float = 10.0
+    read_timeout: float = 30.0
+    total_timeout: float = 900.0
+    max_redirects: int = 3
+    attempts: int = 5
+    retry_base_delay: float = 1.0
+    retry_max_delay: float = 60.0
+    temp_dir: Path | None = None
+    key_prefix: str = "recordings"
 
 
 @dataclass(frozen=True)
 class EnricherSettings:
-    """The missed-call enricher (``EXOPIPE_ENRICHER_*``)."""
+    """The missed-call enricher (``EXOPIPE_ENRICHER_*``).
+
+    ``business_hours`` is JSON: ``{"<customer_id>" or "*": {"timezone": "Asia/Kolkata",
+    "hours": {"mon-fri": "09:30-18:00", "sat": "10:00-14:00"}}}``; a customer with no entry
+    (and no ``"*"``) gets ``within_business_hours: null``.
+    """
+
+    # Region for numbers written without a country code (Exotel sends 0-prefixed Indian ones).
+    default_region: str = "IN"
+    # How long a popup waits in the join table for its missed call.
+    popup_ttl_seconds: float = 7200.0
+    # How long a missed call with no popup yet is held for a late popup (0: never hold).
+    grace_seconds: float = 3.0
+    # How long a missed-call event id is remembered to drop redelivered duplicates.
+    dedupe_ttl_seconds: float = 172800.0
+    # Calls from the same caller to the same app within this many seconds count as repeats.
+    repeat_window_seconds: float = 86400.0
+    # Extra history kept per caller so a late (out of event-time order) call still counts right.
+    late_slack_seconds: float = 3600.0
+    # repeat_count_24h at or above this makes a caller a repeat caller for the priority rule.
+    repeat_threshold: int = 2
+    # How often held calls and expired table entries are looked at.
+    tick_seconds: float = 0.25
+    business_hours: dict[str, Any] = field(default_factory=dict)
 
 
 # Sections of Settings and the variable prefix (after EXOPIPE_) of each.
