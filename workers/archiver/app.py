@@ -1,0 +1,112 @@
+"""``exopipe worker archiver``: the faust app that archives recordings to S3.
+
+Clients are created once per process: the boto3 client here, the httpx client when the agent
+starts (closed when it stops). The app's ``recording_enabled`` view comes from a GlobalTable over
+the compacted ``exotel.settings.state`` topic (every worker sees every app, because that topic is
+keyed by ``customer_id/app_id`` while recordings are keyed by ``call_sid``). The table only reads
+that topic: this worker never writes to it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import faust
+import httpx
+
+from topics.catalog import RECORDING_ARCHIVED, RECORDING_FAILED, SETTINGS_STATE
+from topics.catalog import WEBHOOK_RECORDING_READY as SOURCE
+from topics.events import InvalidEvent, parse_event
+from workers.archiver.agents import register_archive_agent
+from workers.archiver.archive import Archiver
+from workers.archiver.fetch import Fetcher
+from workers.archiver.ssrf import Guard, GuardPolicy
+from workers.archiver.store import RecordingStore
+from workers.config import Settings
+from workers.faust_app import catalog_topic, new_app
+from workers.retry import RetryPolicy
+from workers.s3 import new_s3_client
+from workers.secret_store import SecretStore
+
+__all__ = ["create_app", "recording_enabled_from"]
+
+log = logging.getLogger(__name__)
+
+
+def recording_enabled_from(table: Any) -> Any:
+    """A lookup ``(customer_id, app_id) -> bool | None`` over the settings-state table."""
+
+    def lookup(customer_id: str, app_id: str) -> bool | None:
+        raw = table.get(f"{customer_id}/{app_id}".encode())
+        if raw is None:
+            return None
+        try:
+            state = parse_event(raw)
+        except InvalidEvent:
+            return None
+        settings = state.data.get("settings") if isinstance(state.data, dict) else None
+        value = settings.get("recording_enabled") if isinstance(settings, dict) else None
+        return value if isinstance(value, bool) else None
+
+    return lookup
+
+
+def create_app(settings: Settings, replication: int) -> faust.App:
+    rec = settings.recording
+    app = new_app("archiver", settings, replication)
+    # httpx logs every request URL at INFO; pre-signed recording URLs carry their signature in
+    # the query string, so keep its request log off.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    secrets = SecretStore.load(settings.secrets_file)
+    store = RecordingStore(new_s3_client(settings), settings.s3_bucket, rec.part_size)
+    guard = Guard(GuardPolicy.from_settings(rec))
+    policy = RetryPolicy(
+        max_attempts=rec.attempts, base_delay=rec.retry_base_delay, max_delay=rec.retry_max_delay
+    )
+    state = app.GlobalTable(
+        "archiver-settings-state",
+        changelog_topic=catalog_topic(app, settings, SETTINGS_STATE),
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=settings.topic(SETTINGS_STATE).partitions,
+    )
+
+    @asynccontextmanager
+    async def make_archiver() -> AsyncIterator[Archiver]:
+        timeout = httpx.Timeout(rec.read_timeout, connect=rec.connect_timeout)
+        limits = httpx.Limits(max_connections=max(rec.concurrency * 2, 10))
+        async with httpx.AsyncClient(timeout=timeout, limits=limits, trust_env=False) as client:
+            fetcher = Fetcher(
+                client,
+                guard,
+                credentials=secrets.recording_credentials,
+                max_bytes=rec.max_bytes,
+                max_redirects=rec.max_redirects,
+                total_timeout=rec.total_timeout,
+            )
+            yield Archiver(
+                fetcher=fetcher,
+                store=store,
+                policy=policy,
+                key_prefix=rec.key_prefix,
+                temp_dir=rec.temp_dir,
+                recording_enabled=recording_enabled_from(state),
+            )
+
+    outputs = {
+        spec.name: catalog_topic(app, settings, spec)
+        for spec in (RECORDING_ARCHIVED, RECORDING_FAILED)
+    }
+    register_archive_agent(
+        app,
+        catalog_topic(app, settings, SOURCE),
+        outputs,
+        concurrency=rec.concurrency,
+        make_archiver=make_archiver,
+    )
+    return app

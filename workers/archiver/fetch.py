@@ -1,0 +1,207 @@
+"""Stream one recording through the SSRF guard into a file, hashing as the bytes arrive.
+
+Memory stays bounded (one httpx chunk plus a small write buffer) whatever the recording's size;
+the size limit counts the bytes actually read, not what Content-Length claims. Redirects are
+followed by hand, each hop re-checked by the guard, at most ``max_redirects`` of them. Basic
+credentials for a host come from the secret store and go only to that host.
+
+HTTP outcomes map to the error taxonomy here: 404/410/401/403 and other 4xx, too large and
+refused URLs are permanent; 408/429/5xx, timeouts and broken connections are retryable.
+
+This module must never log a URL's query string (pre-signed URLs carry their signature there) or
+a credential, and never hold a whole recording in memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import BinaryIO
+from urllib.parse import urljoin
+
+import httpx
+
+from workers.archiver.keys import source_url
+from workers.archiver.ssrf import Guard, SsrfRefused
+from workers.errors import PermanentError, RetryableError
+from workers.secret_store import BasicCredentials
+
+__all__ = ["DEFAULT_CONTENT_TYPE", "Downloaded", "Fetcher", "RecordingRefused"]
+
+DEFAULT_CONTENT_TYPE = "audio/mpeg"
+_FLUSH_BYTES = 1024 * 1024
+_PERMANENT = {401: "forbidden", 403: "forbidden", 404: "not_found", 410: "gone"}
+
+
+class RecordingRefused(PermanentError):
+    """The host answered in a way retrying will not change; ``reason`` is the record's code."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Downloaded:
+    size: int
+    sha256: str
+    content_type: str
+    final_url: str
+
+
+class _HashingWriter:
+    """Buffers chunks and writes + hashes them in a worker thread, a megabyte at a time."""
+
+    def __init__(self, sink: BinaryIO) -> None:
+        self._sink = sink
+        self._digest = hashlib.sha256()
+        self._buffer: list[bytes] = []
+        self._buffered = 0
+
+    def _write(self, chunks: list[bytes]) -> None:
+        for chunk in chunks:
+            self._digest.update(chunk)
+            self._sink.write(chunk)
+
+    async def add(self, chunk: bytes) -> None:
+        self._buffer.append(chunk)
+        self._buffered += len(chunk)
+        if self._buffered >= _FLUSH_BYTES:
+            await self.flush()
+
+    async def flush(self) -> None:
+        chunks, self._buffer, self._buffered = self._buffer, [], 0
+        if chunks:
+            await asyncio.to_thread(self._write, chunks)
+
+    def hexdigest(self) -> str:
+        return self._digest.hexdigest()
+
+
+class Fetcher:
+    """Downloads recordings with one shared ``httpx.AsyncClient`` (the app owns and closes it)."""
+
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        guard: Guard,
+        *,
+        credentials: Callable[[str], BasicCredentials | None],
+        max_bytes: int,
+        max_redirects: int,
+        total_timeout: float,
+    ) -> None:
+        self._client = client
+        self._guard = guard
+        self._credentials = credentials
+        self._max_bytes = max_bytes
+        self._max_redirects = max_redirects
+        self._total_timeout = total_timeout
+
+    async def download(self, url: str, sink: BinaryIO) -> Downloaded:
+        """Write the recording at ``url`` to ``sink``; raise Permanent/RetryableError otherwise."""
+        try:
+            async with asyncio.timeout(self._total_timeout):
+                return await self._follow(url, sink)
+        except TimeoutError:
+            raise RetryableError(
+                f"download of {source_url(url)} exceeded {self._total_timeout}s"
+            ) from None
+
+    async def _follow(self, url: str, sink: BinaryIO) -> Downloaded:
+        current = url
+        for _hop in range(self._max_redirects + 1):
+            target = await self._guard.check(current)
+            request = self._client.build_request(
+                "GET",
+                target.connect_url,
+                # identity: the archive keeps the bytes Exotel stores, never a re-encoding.
+                headers={
+                    "Host": target.host_header,
+                    "Accept": "*/*",
+                    "Accept-Encoding": "identity",
+                },
+                extensions=target.extensions,
+            )
+            creds = self._credentials(target.host)
+            auth = None if creds is None else (creds.username, creds.password.reveal())
+            try:
+                response = await self._client.send(
+                    request, auth=auth, stream=True, follow_redirects=False
+                )
+            except httpx.TransportError as exc:
+                raise RetryableError(f"GET {source_url(current)}: {type(exc).__name__}") from exc
+            try:
+                if response.is_redirect:
+                    location = response.headers.get("Location")
+                    if not location:
+                        raise RecordingRefused("bad_redirect", "redirect without Location")
+                    current = urljoin(current, location)
+                    continue
+                _raise_for_status(response, current)
+                return await self._read(response, sink, current)
+            finally:
+                await response.aclose()
+        raise SsrfRefused(f"more than {self._max_redirects} redirects")
+
+    async def _read(self, response: httpx.Response, sink: BinaryIO, url: str) -> Downloaded:
+        declared = _content_length(response)
+        if declared is not None and declared > self._max_bytes:
+            raise RecordingRefused(
+                "too_large", f"Content-Length {declared} exceeds {self._max_bytes} bytes"
+            )
+        writer = _HashingWriter(sink)
+        size = 0
+        try:
+            async for chunk in response.aiter_raw():
+                size += len(chunk)
+                if size > self._max_bytes:
+                    raise RecordingRefused(
+                        "too_large", f"body exceeds {self._max_bytes} bytes (read {size})"
+                    )
+                await writer.add(chunk)
+        except httpx.TransportError as exc:
+            raise RetryableError(
+                f"GET {source_url(url)} broke after {size} bytes: {type(exc).__name__}"
+            ) from exc
+        await writer.flush()
+        if declared is not None and size != declared:
+            raise RetryableError(f"GET {source_url(url)}: {size} bytes, Content-Length {declared}")
+        content_type = response.headers.get("Content-Type", "").split(";")[0].strip()
+        return Downloaded(
+            size=size,
+            sha256=writer.hexdigest(),
+            content_type=content_type or DEFAULT_CONTENT_TYPE,
+            final_url=url,
+        )
+
+
+def _content_length(response: httpx.Response) -> int | None:
+    raw = response.headers.get("Content-Length")
+    if raw is None or "Content-Encoding" in response.headers:
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        return None
+
+
+def _raise_for_status(response: httpx.Response, url: str) -> None:
+    status = response.status_code
+    if status == 200:
+        return
+    where = f"GET {source_url(url)} -> {status}"
+    if status in _PERMANENT:
+        raise RecordingRefused(_PERMANENT[status], where)
+    if status in {408, 425, 429} or status >= 500:
+        raise RetryableError(where, retry_after=_retry_after(response))
+    raise RecordingRefused(f"http_{status}", where)
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    try:
+        return float(response.headers.get("Retry-After", ""))
+    except ValueError:
+        return None
