@@ -25,6 +25,7 @@ _COMMAND_MODULES: dict[str, str] = {
     "topics": "workers.topic_admin",
     "double": "workers.exotel_double.cli",
     "worker": "workers.faust_app",
+    "ingress": "workers.ingress.cli",
 }
 
 Handler = Callable[[argparse.Namespace, Settings], int]

@@ -1,0 +1,126 @@
+"""The aiohttp application of the ingress: routes, ops endpoints, start-up and shutdown.
+
+Clients (the producer, the spool) are created once here and closed at cleanup, which aiohttp runs
+after in-flight requests finished. The access log never shows query strings: they carry secrets.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+from aiohttp.web_request import BaseRequest
+from aiohttp.web_response import StreamResponse
+
+from workers import json_codec
+from workers.config import Settings
+from workers.errors import ConfigError
+from workers.ingress.auth import SenderAllowlist
+from workers.ingress.limits import RateLimiter
+from workers.ingress.metrics import IngressMetrics
+from workers.ingress.sink import ProducerFactory, Sink
+from workers.ingress.spool import Spool
+from workers.ingress.webhook import Ingress, handle_webhook
+from workers.kafka import new_producer
+from workers.secret_store import SecretStore
+
+__all__ = ["INGRESS", "OPENAPI_PATH", "PathOnlyAccessLogger", "build_app"]
+
+INGRESS = web.AppKey("ingress", Ingress)
+OPENAPI_PATH = Path(__file__).with_name("openapi.json")
+WEBHOOK_ROUTE = "/v1/{customer_id}/{app_id}/{kind}"
+
+
+class PathOnlyAccessLogger(AbstractAccessLogger):
+    """Method, path (no query: the token lives there), status and time."""
+
+    def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
+        self.logger.info(
+            "%s %s %s %d %.1fms",
+            request.remote,
+            request.method,
+            request.path,
+            response.status,
+            time * 1000,
+        )
+
+
+def _zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"EXOPIPE_INGRESS_LOCAL_TIMEZONE: unknown zone {name!r}") from None
+
+
+def build_app(
+    settings: Settings,
+    secrets: SecretStore,
+    *,
+    producer_factory: ProducerFactory | None = None,
+) -> web.Application:
+    """The ingress app; the sink starts with the app and closes at cleanup."""
+    cfg = settings.ingress
+    metrics = IngressMetrics()
+    factory = producer_factory or (
+        lambda: new_producer(settings, client_id="exopipe-ingress", request_timeout_ms=10_000)
+    )
+    sink = Sink(
+        Spool(cfg.spool_dir, cfg.spool_max_bytes),
+        factory,
+        metrics,
+        produce_timeout_s=cfg.produce_timeout_s,
+    )
+    ingress = Ingress(
+        settings=settings,
+        secrets=secrets,
+        sink=sink,
+        metrics=metrics,
+        limiter=RateLimiter(cfg.rate_limit_per_s, cfg.rate_limit_burst),
+        allowlist=SenderAllowlist(cfg.allowed_cidrs),
+        zone=_zone(cfg.local_timezone),
+    )
+    app = web.Application()
+    app[INGRESS] = ingress
+
+    async def webhook(request: web.Request) -> web.Response:
+        return await handle_webhook(request, ingress)
+
+    async def healthz(request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"}, dumps=_dumps)
+
+    async def readyz(request: web.Request) -> web.Response:
+        body = {
+            "ready": sink.ready,
+            "spool_depth": sink.depth,
+            "spool_full": sink.spool_full,
+        }
+        return web.json_response(body, status=200 if sink.ready else 503, dumps=_dumps)
+
+    async def metrics_view(request: web.Request) -> web.Response:
+        return web.Response(body=metrics.render(), content_type="text/plain", charset="utf-8")
+
+    async def openapi(request: web.Request) -> web.Response:
+        return web.Response(body=OPENAPI_PATH.read_bytes(), content_type="application/json")
+
+    app.router.add_post(WEBHOOK_ROUTE, webhook)
+    app.router.add_get(WEBHOOK_ROUTE, webhook)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_view)
+    app.router.add_get("/openapi.json", openapi)
+
+    async def start_sink(_: web.Application) -> None:
+        await sink.start()
+
+    async def close_sink(_: web.Application) -> None:
+        await sink.close(cfg.shutdown_timeout_s)
+
+    app.on_startup.append(start_sink)
+    app.on_cleanup.append(close_sink)
+    return app
+
+
+def _dumps(value: object) -> str:
+    return json_codec.dumps(value).decode()

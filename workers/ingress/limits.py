@@ -1,0 +1,87 @@
+"""Request limits: a body size cap that stops reading early, and a per-tenant token bucket.
+
+The body is read chunk by chunk, so a chunked body without ``Content-Length`` is refused as soon
+as it passes the cap, never buffered whole. The rate limit runs after authentication, so only
+tenants from the secrets file get a bucket (the table cannot be grown by strangers).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from aiohttp import web
+
+__all__ = ["BodyTooLarge", "RateLimiter", "read_body"]
+
+_CHUNK = 16 * 1024
+
+
+class BodyTooLarge(Exception):
+    """The body passed ``limit``; ``head`` is what was read (at most ``limit`` bytes)."""
+
+    def __init__(self, limit: int, head: bytes, declared: int | None) -> None:
+        super().__init__(f"body larger than {limit} bytes")
+        self.limit = limit
+        self.head = head
+        self.declared = declared
+
+
+async def read_body(request: web.Request, limit: int) -> bytes:
+    """The whole body if it is at most ``limit`` bytes, else :class:`BodyTooLarge` early."""
+    declared = request.content_length
+    if declared is not None and declared > limit:
+        # Believe the header: no need to read a byte of a body that announces itself too big.
+        raise BodyTooLarge(limit, b"", declared)
+    parts: list[bytes] = []
+    size = 0
+    while True:
+        chunk = await request.content.readany()
+        if not chunk:
+            break
+        size += len(chunk)
+        if size > limit:
+            parts.append(chunk)
+            raise BodyTooLarge(limit, b"".join(parts)[:limit], declared)
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+@dataclass
+class _Bucket:
+    tokens: float
+    updated: float
+
+
+class RateLimiter:
+    """Token buckets per tenant: ``rate`` tokens a second up to ``burst``; rate 0 disables."""
+
+    def __init__(
+        self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._rate = rate
+        self._burst = max(1.0, float(burst))
+        self._clock = clock
+        self._buckets: dict[str, _Bucket] = {}
+
+    def acquire(self, tenant: str) -> float | None:
+        """Take a token: ``None`` when allowed, else the seconds to wait (for Retry-After)."""
+        if self._rate <= 0:
+            return None
+        now = self._clock()
+        bucket = self._buckets.get(tenant)
+        if bucket is None:
+            bucket = self._buckets[tenant] = _Bucket(self._burst, now)
+        bucket.tokens = min(self._burst, bucket.tokens + (now - bucket.updated) * self._rate)
+        bucket.updated = now
+        if bucket.tokens >= 1.0:
+            bucket.tokens -= 1.0
+            return None
+        return (1.0 - bucket.tokens) / self._rate
+
+    @staticmethod
+    def retry_after_header(wait: float) -> str:
+        """Retry-After takes whole seconds; round up so a client that obeys it gets a token."""
+        return str(max(1, math.ceil(wait)))

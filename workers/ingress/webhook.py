@@ -1,0 +1,233 @@
+"""The webhook handler: check, read, normalize, deliver, answer; refuse with a reason otherwise.
+
+Order of checks: sender allowlist (403), secret (401), rate limit (429), kind (404), body size
+(413), shape and schema (400). 403, 401 and 429 leave no record (a counter only: a stranger must
+not be able to fill a topic); every other refusal also goes to ``exotel.webhook.rejected``. A 2xx
+means the record is acknowledged by Kafka or fsynced to the spool (see :mod:`sink`).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, tzinfo
+from typing import Any
+
+from aiohttp import web
+
+from topics.catalog import WEBHOOK_REJECTED
+from topics.events import make_event
+from topics.schemas import SchemaViolation
+from workers import json_codec
+from workers.config import Settings
+from workers.ingress.auth import SenderAllowlist, authenticate, candidate_secrets
+from workers.ingress.limits import BodyTooLarge, RateLimiter, read_body
+from workers.ingress.metrics import IngressMetrics
+from workers.ingress.normalize import KINDS, InvalidWebhook, normalize
+from workers.ingress.payload import parse_fields
+from workers.ingress.reject import rejected_data, rejected_id
+from workers.ingress.sink import Sink, SpoolFull
+from workers.secret_store import SecretStore
+
+__all__ = ["Ingress", "handle_webhook"]
+
+log = logging.getLogger(__name__)
+_REQUIRED = re.compile(r"'([^']+)' is a required property")
+_MAX_ERROR = 300
+
+
+@dataclass
+class Ingress:
+    """Everything a request needs, built once per process."""
+
+    settings: Settings
+    secrets: SecretStore
+    sink: Sink
+    metrics: IngressMetrics
+    limiter: RateLimiter
+    allowlist: SenderAllowlist
+    zone: tzinfo
+
+
+def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(
+        status=status, body=json_codec.dumps(body), content_type="application/json", headers=headers
+    )
+
+
+async def handle_webhook(request: web.Request, ing: Ingress) -> web.Response:
+    kind = request.match_info["kind"]
+    customer_id = request.match_info["customer_id"]
+    app_id = request.match_info["app_id"]
+    label = ing.metrics.kind_label(kind)
+    received_at = datetime.now(UTC)
+
+    def count(status: int) -> None:
+        ing.metrics.requests.labels(label, str(status)).inc()
+
+    if not ing.allowlist.allows(request.remote):
+        ing.metrics.rejected.labels("forbidden_sender").inc()
+        count(403)
+        return _json(403, {"error": "forbidden_sender"})
+    offered = candidate_secrets(request.query, request.headers.get("Authorization"))
+    if not authenticate(ing.secrets, customer_id, app_id, offered):
+        ing.metrics.rejected.labels("unauthorized").inc()
+        count(401)
+        return _json(401, {"error": "unauthorized"}, {"WWW-Authenticate": 'Basic realm="exopipe"'})
+    wait = ing.limiter.acquire(customer_id)
+    if wait is not None:
+        ing.metrics.rejected.labels("rate_limited").inc()
+        count(429)
+        retry_after = RateLimiter.retry_after_header(wait)
+        return _json(429, {"error": "rate_limited"}, {"Retry-After": retry_after})
+
+    refuse = _Refusal(request, ing, kind, customer_id, app_id, received_at)
+    if kind not in KINDS:
+        return await refuse(
+            404, "unknown_kind", "kind", [f"kind: {kind!r} is not one of {sorted(KINDS)}"]
+        )
+    limits = ing.settings.ingress
+    try:
+        body = await read_body(request, limits.body_limit_bytes)
+    except BodyTooLarge as exc:
+        size = exc.declared if exc.declared is not None else len(exc.head)
+        error = f"body: larger than {exc.limit} bytes"
+        return await refuse(413, "body_too_large", "body", [error], body=exc.head, size=size)
+    refuse.body = body
+    try:
+        fields, shape = parse_fields(
+            request.method, request.headers.get("Content-Type", ""), body, request.query
+        )
+        norm = normalize(
+            kind,
+            fields,
+            shape,
+            customer_id=customer_id,
+            app_id=app_id,
+            received_at=received_at,
+            local_zone=ing.zone,
+        )
+        refuse.call_sid = norm.key or None
+        spec = ing.settings.topic(norm.spec)
+        event = make_event(
+            spec,
+            norm.data,
+            source=f"/ingress/{customer_id}/{app_id}/{kind}",
+            event_id=norm.event_id,
+            time=norm.time,
+            customer_id=customer_id,
+            app_id=app_id,
+        )
+    except InvalidWebhook as exc:
+        return await refuse(400, "invalid_payload", exc.field, exc.errors)
+    except SchemaViolation as exc:
+        errors = [_readable(e)[:_MAX_ERROR] for e in exc.errors]
+        return await refuse(400, "schema_violation", _field_of(errors[0]), errors)
+
+    try:
+        outcome = await ing.sink.deliver(spec.name, norm.key, event.to_bytes())
+    except SpoolFull:
+        ing.metrics.rejected.labels("spool_full").inc()
+        count(503)
+        return _json(503, {"error": "spool_full"}, {"Retry-After": "30"})
+    count(200)
+    return _json(200, {"status": "accepted", "id": event.id, "delivery": outcome})
+
+
+def _readable(error: str) -> str:
+    # Normalized fields are null when the webhook lacks them: say so instead of "None is not ...".
+    path, sep, message = error.partition(": ")
+    if sep and message.startswith("None is not of type"):
+        return f"{path}: is required"
+    return error
+
+
+def _field_of(error: str) -> str:
+    """The field a schema error is about: its path, or the missing property's name."""
+    path, _, message = error.partition(": ")
+    missing = _REQUIRED.search(message)
+    if missing:
+        return missing.group(1)
+    return path.split("/")[0] if path != "(root)" else "body"
+
+
+class _Refusal:
+    """Answers a refusal and records it on ``exotel.webhook.rejected`` (durably, via the sink)."""
+
+    def __init__(
+        self,
+        request: web.Request,
+        ing: Ingress,
+        kind: str,
+        customer_id: str,
+        app_id: str,
+        received_at: datetime,
+    ) -> None:
+        self.request = request
+        self.ing = ing
+        self.kind = kind
+        self.customer_id = customer_id
+        self.app_id = app_id
+        self.received_at = received_at
+        self.body = b""
+        self.call_sid: str | None = None
+
+    async def __call__(
+        self,
+        status: int,
+        reason: str,
+        field: str,
+        errors: list[str],
+        *,
+        body: bytes | None = None,
+        size: int | None = None,
+    ) -> web.Response:
+        ing, request = self.ing, self.request
+        raw = self.body if body is None else body
+        secrets = [s.reveal() for s in ing.secrets.tenant_secrets(self.customer_id, self.app_id)]
+        data = rejected_data(
+            reason=reason,
+            errors=errors,
+            status=status,
+            kind=self.kind,
+            customer_id=self.customer_id,
+            app_id=self.app_id,
+            call_sid=self.call_sid,
+            received_at=self.received_at,
+            remote_addr=request.remote,
+            method=request.method,
+            path=request.path,
+            query_string=request.query_string,
+            headers={str(name): value for name, value in request.headers.items()},
+            body=raw,
+            body_size=len(raw) if size is None else size,
+            body_cap=ing.settings.ingress.rejected_body_bytes,
+            secrets=secrets,
+        )
+        spec = ing.settings.topic(WEBHOOK_REJECTED)
+        event = make_event(
+            spec,
+            data,
+            source=f"/ingress/{self.customer_id}/{self.app_id}/{self.kind}",
+            event_id=rejected_id(
+                self.customer_id, self.app_id, self.kind, raw + data["url"].encode()
+            ),
+            time=self.received_at,
+            customer_id=self.customer_id,
+            app_id=self.app_id,
+        )
+        key = self.call_sid or f"{self.customer_id}/{self.app_id}"
+        try:
+            await ing.sink.deliver(spec.name, key, event.to_bytes())
+        except SpoolFull:
+            # The sender still learns what was wrong; the record could not be kept.
+            log.error(
+                "spool full: rejected record for %s/%s not kept", self.customer_id, self.app_id
+            )
+        ing.metrics.rejected.labels(reason).inc()
+        ing.metrics.requests.labels(ing.metrics.kind_label(self.kind), str(status)).inc()
+        response = _json(status, {"error": reason, "field": field, "errors": data["errors"]})
+        if status == 413:
+            response.force_close()  # do not read the rest of an oversized body
+        return response
