@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 # name -> module exposing create_app(settings: Settings, replication: int) -> faust.App
 WORKERS: dict[str, str] = {}
 WORKERS["archiver"] = "workers.archiver.app"
+WORKERS["enricher"] = "workers.enricher.app"
 
 
 def new_app(worker_name: str, settings: Settings, replication: int, **overrides: Any) -> faust.App:

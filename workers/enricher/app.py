@@ -1,0 +1,119 @@
+"""``create_app(settings, replication)``: the enricher's faust app, topics, agents and timer.
+
+The app id carries the topic prefix, so environments (and tests) sharing one cluster get their
+own consumer group, internal topics and changelogs. Internal topics (by-caller, ticks) and
+changelogs have the call topics' partition count, declared here, so faust never meets a
+``PartitionsMismatch``. Nothing here reads the environment: everything comes from ``settings``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import faust
+from aiokafka.errors import KafkaError
+
+from topics.catalog import (
+    CALL_PARTITIONS,
+    MISSED_CALL_ENRICHED,
+    WEBHOOK_INCOMING_CALL,
+    WEBHOOK_MISSED_CALL,
+    WEBHOOK_REJECTED,
+)
+from workers.config import Settings
+from workers.enricher.agents import Enricher, Outputs, Position, now_ms
+from workers.enricher.hours import parse_hours_book
+from workers.enricher.records import ReadError
+from workers.enricher.tables import declare_tables
+from workers.errors import RetryableError
+from workers.faust_app import catalog_topic, new_app
+
+__all__ = ["app_name", "create_app"]
+
+log = logging.getLogger(__name__)
+Handler = Callable[[bytes | None, Position], Awaitable[None]]
+
+
+def app_name(settings: Settings) -> str:
+    """``enricher``, or ``<prefix>enricher`` when topics are prefixed."""
+    return f"{settings.topic_prefix}enricher"
+
+
+def _internal_topic(app: faust.App, suffix: str) -> Any:
+    return app.topic(
+        f"{app.conf.id}-{suffix}",
+        key_type=str,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=CALL_PARTITIONS,
+        internal=True,
+    )
+
+
+def create_app(settings: Settings, replication: int) -> faust.App:
+    hours = parse_hours_book(settings.enricher.business_hours)  # bad config fails here
+    app = new_app(app_name(settings), settings, replication)
+    missed = catalog_topic(app, settings, WEBHOOK_MISSED_CALL)
+    incoming = catalog_topic(app, settings, WEBHOOK_INCOMING_CALL)
+    by_caller = _internal_topic(app, "by-caller")
+    ticks = _internal_topic(app, "ticks")
+    outputs = Outputs(
+        by_caller=by_caller,
+        enriched=catalog_topic(app, settings, MISSED_CALL_ENRICHED),
+        rejected=catalog_topic(app, settings, WEBHOOK_REJECTED),
+    )
+    enricher = Enricher(settings.enricher, declare_tables(app, settings), outputs, hours)
+    app.enricher = enricher  # type: ignore[attr-defined]  # for tests and the bench
+
+    async def guarded(handler: Handler, kind: str, event: faust.EventT) -> None:
+        message = event.message
+        where = Position(message.topic, message.partition, message.offset)
+        try:
+            await handler(event.value, where)
+        except (KafkaError, RetryableError):
+            raise  # cannot produce: stop, and read this record again after the restart
+        except Exception as exc:  # a bug must not ack silently: keep the record, go on
+            log.exception("enricher failed on %s record at %s", kind, where)
+            reason = ReadError(f"enricher failed on this record: {exc!r}")
+            await enricher.reject(event.value, reason, kind, where)
+
+    @app.agent(incoming, name="popups")
+    async def popups(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            await guarded(enricher.on_popup, "incoming_call", event)
+
+    @app.agent(missed, name="missed-calls")
+    async def missed_calls(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            await guarded(enricher.on_missed, "missed_call", event)
+
+    @app.agent(by_caller, name="repeat-counts")
+    async def repeat_counts(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            await guarded(enricher.on_stage, "", event)
+
+    @app.agent(ticks, name="ticks")
+    async def tick_agent(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            await guarded(enricher.on_tick, "tick", event)
+
+    owned: set[int] = set()
+
+    @app.timer(settings.enricher.tick_seconds)
+    async def send_ticks() -> None:
+        """Tick each owned partition that has something due (nothing is sent when idle)."""
+        name = ticks.get_topic_name()
+        actives = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == name}
+        if actives != owned:
+            owned.clear()
+            owned.update(actives)
+            enricher.expiry.forget()
+        now = now_ms()
+        for partition in sorted(owned):
+            if enricher.expiry.needs_tick(partition, now):
+                await ticks.send(key="tick", value=b"", partition=partition)
+
+    return app

@@ -1,0 +1,107 @@
+"""The enricher's state: faust tables, each backed by a changelog topic, values as orjson bytes.
+
+- ``popups`` (call_sid): the popup of a call, until its missed call comes or the TTL passes.
+- ``handled`` (call_sid): missed-call event ids seen, with their input position, for dedupe.
+- ``pending`` (call_sid): missed calls held for a late popup, until the grace period ends.
+- ``callers`` (app|caller): the rolling 24 h history of one caller to one app.
+- ``app_settings`` (customer_id/app_id): a GlobalTable reading ``exotel.settings.state``
+  directly as its changelog, so every worker holds every app's settings. We never write it.
+
+The call_sid tables are updated only from the call_sid-keyed topics (6 partitions each, like
+their changelogs); ``callers`` only from the by-caller topic. Every value carries ``p`` (its
+partition) and ``due`` (when it expires), so expiry queues can be rebuilt after a restart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+
+from topics.catalog import CALL_PARTITIONS, SETTINGS_STATE
+from workers import json_codec
+from workers.config import Settings
+
+__all__ = ["EnricherTables", "JsonTable", "declare_tables"]
+
+
+class JsonTable:
+    """A faust table of dict values stored as JSON bytes (orjson, like everything else)."""
+
+    def __init__(self, table: faust.Table) -> None:
+        self.table = table
+
+    @property
+    def name(self) -> str:
+        return str(self.table.name)
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        raw = self.table.get(key)
+        return None if raw is None else json_codec.loads(raw)
+
+    def set(self, key: str, value: dict[str, Any]) -> None:
+        self.table[key] = json_codec.dumps(value)
+
+    def delete(self, key: str) -> None:
+        if key in self.table:
+            del self.table[key]
+
+    def items(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        for key, raw in list(self.table.items()):
+            yield key, json_codec.loads(raw)
+
+
+@dataclass(frozen=True)
+class EnricherTables:
+    popups: JsonTable
+    handled: JsonTable
+    pending: JsonTable
+    callers: JsonTable
+    app_settings: faust.GlobalTable
+
+    def by_name(self, name: str) -> JsonTable:
+        return {t.name: t for t in (self.popups, self.handled, self.pending, self.callers)}[name]
+
+
+def _raw(table: faust.Table) -> faust.Table:
+    """Keys and values as bytes on the changelog: faust's own JSON codec is not ours."""
+    table.key_serializer = "raw"
+    table.value_serializer = "raw"
+    return table
+
+
+def _table(app: faust.App, name: str, help_text: str) -> JsonTable:
+    table = app.Table(
+        name, key_type=str, value_type=bytes, partitions=CALL_PARTITIONS, help=help_text
+    )
+    return JsonTable(_raw(table))
+
+
+def declare_tables(app: faust.App, settings: Settings) -> EnricherTables:
+    state = settings.topic(SETTINGS_STATE)
+    state_topic = app.topic(
+        state.name,
+        key_type=str,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=state.partitions,
+    )
+    app_settings = app.GlobalTable(
+        "app-settings",
+        key_type=str,
+        value_type=bytes,
+        partitions=state.partitions,
+        changelog_topic=state_topic,
+        help="exotel.settings.state, every partition on every worker",
+    )
+    _raw(app_settings)
+    return EnricherTables(
+        popups=_table(app, "popups", "popup per call_sid, kept for the popup TTL"),
+        handled=_table(app, "handled", "missed-call event ids seen per call_sid"),
+        pending=_table(app, "pending", "missed calls held for a late popup"),
+        callers=_table(app, "callers", "rolling history per app|caller"),
+        app_settings=app_settings,
+    )
