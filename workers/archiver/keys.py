@@ -20,7 +20,7 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 def safe_segment(value: str) -> str:
     """A key segment that cannot escape its partition (no ``/``, ``=``, ``..`` or odd bytes)."""
-    cleaned = _UNSAFE.sub("_", value)
+    cleaned = _UNSAFE.sub("_", value).replace("..", "__")
     return "_" + cleaned if cleaned.startswith(".") else cleaned
 
 

@@ -1,0 +1,171 @@
+"""One event end to end with a fake store and httpx.MockTransport: outcome per case."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from topics.catalog import RECORDING_ARCHIVED, RECORDING_FAILED, WEBHOOK_RECORDING_READY
+from topics.events import make_event
+from workers.archiver.archive import Archiver
+from workers.archiver.fetch import Fetcher
+from workers.archiver.ssrf import Guard, GuardPolicy
+from workers.archiver.store import StoredObject
+from workers.config import RecordingSettings
+from workers.retry import RetryPolicy
+
+URL = "https://recordings.exotel.com/acc/CA1.mp3?sig=SECRETSIG"
+BODY = b"ID3" + bytes(range(256)) * 100
+
+
+class FakeStore:
+    """The RecordingStore interface over a dict; uploads read the temp file like the real one."""
+
+    bucket = "bkt"
+
+    def __init__(self) -> None:
+        self.objects: dict[str, tuple[bytes, str, dict[str, str]]] = {}
+        self.uploads = 0
+        self.stale_aborts = 0
+
+    def find(self, key: str) -> StoredObject | None:
+        if key not in self.objects:
+            return None
+        body, content_type, metadata = self.objects[key]
+        return StoredObject(key, len(body), content_type, metadata)
+
+    def abort_stale(self, key: str) -> int:
+        self.stale_aborts += 1
+        return 0
+
+    def upload(self, path: Path, key: str, *, content_type: str, metadata: dict[str, str],
+               cancelled: Any = None) -> None:  # fmt: skip
+        self.uploads += 1
+        self.objects[key] = (path.read_bytes(), content_type, metadata)
+
+
+def event_bytes(**overrides: Any) -> bytes:
+    data = {
+        "event": "recording_ready", "call_sid": "CA1", "customer_id": "acme", "app_id": "app1",
+        "timestamp": "2025-03-01T10:00:00.000Z", "received_at": "2025-03-01T10:00:01.000Z",
+        "from": None, "to": None, "direction": None, "status": None, "source_format": "json",
+        "original": {}, "recording_url": URL, "duration": 42,
+    }  # fmt: skip
+    data.update(overrides)
+    return make_event(WEBHOOK_RECORDING_READY, data, source="test").to_bytes()
+
+
+async def streamed(body: bytes) -> AsyncIterator[bytes]:
+    yield body
+
+
+def archiver(handler: Any, store: FakeStore, *, enabled: bool | None = None) -> Archiver:
+    async def resolve(host: str, port: int) -> list[str]:
+        return ["93.184.216.34"]
+
+    policy = GuardPolicy.from_settings(RecordingSettings(hosts=("recordings.exotel.com",)))
+    client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    fetcher = Fetcher(
+        client, Guard(policy, resolver=resolve), credentials=lambda h: None,
+        max_bytes=10**6, max_redirects=2, total_timeout=5,
+    )  # fmt: skip
+    return Archiver(
+        fetcher=fetcher, store=store,  # type: ignore[arg-type]
+        policy=RetryPolicy(max_attempts=3, base_delay=0.001, max_delay=0.002),
+        recording_enabled=lambda c, a: enabled,
+    )  # fmt: skip
+
+
+async def test_archives_with_metadata_and_announces() -> None:
+    store = FakeStore()
+    outcome = await archiver(lambda r: httpx.Response(200, content=streamed(BODY)), store).handle(
+        event_bytes()
+    )
+    assert outcome.spec is RECORDING_ARCHIVED
+    data = outcome.event.data
+    key = "recordings/customer_id=acme/app_id=app1/date=2025-03-01/CA1.mp3"
+    assert data["key"] == key and data["uri"] == f"s3://bkt/{key}"
+    assert data["sha256"] == hashlib.sha256(BODY).hexdigest()
+    assert data["size_bytes"] == len(BODY) and data["duration_seconds"] == 42
+    assert data["already_archived"] is False
+    body, content_type, metadata = store.objects[key]
+    assert body == BODY and content_type == "audio/mpeg"
+    assert metadata["sha256"] == data["sha256"]
+    assert metadata["source_url"] == "https://recordings.exotel.com/acc/CA1.mp3"
+    assert "SECRETSIG" not in outcome.event.to_bytes().decode().replace(URL, "")
+
+
+async def test_second_delivery_writes_nothing() -> None:
+    store = FakeStore()
+    fetches: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        fetches.append(request)
+        return httpx.Response(200, content=streamed(BODY))
+
+    first = await archiver(handler, store).handle(event_bytes())
+    second = await archiver(handler, store).handle(event_bytes())
+    assert store.uploads == 1 and len(fetches) == 1
+    assert second.event.data["already_archived"] is True
+    assert second.event.id == first.event.id
+
+
+async def test_500_twice_then_200_archives_once() -> None:
+    store = FakeStore()
+    statuses = iter([500, 500, 200])
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(next(statuses), content=streamed(BODY))
+
+    outcome = await archiver(handler, store).handle(event_bytes())
+    assert outcome.spec is RECORDING_ARCHIVED
+    assert store.uploads == 1
+
+
+async def test_transient_until_the_last_attempt_fails_not_permanently() -> None:
+    outcome = await archiver(lambda r: httpx.Response(503), FakeStore()).handle(event_bytes())
+    assert outcome.spec is RECORDING_FAILED
+    assert outcome.event.data["reason"] == "retries_exhausted"
+    assert outcome.event.data["permanent"] is False
+    assert outcome.event.data["attempts"] == 3
+
+
+async def test_404_fails_at_once_with_the_original_event() -> None:
+    raw = event_bytes()
+    outcome = await archiver(lambda r: httpx.Response(404), FakeStore()).handle(raw)
+    data = outcome.event.data
+    assert (data["outcome"], data["reason"], data["attempts"]) == ("failed", "not_found", 1)
+    assert data["original_event"]["data"]["call_sid"] == "CA1"
+
+
+async def test_ssrf_refusal_is_a_permanent_failure() -> None:
+    store = FakeStore()
+    outcome = await archiver(lambda r: httpx.Response(200), store).handle(
+        event_bytes(recording_url="file:///etc/passwd")
+    )
+    assert outcome.event.data["reason"] == "bad_url"
+    assert store.uploads == 0
+
+
+async def test_disabled_recording_is_skipped_without_fetching() -> None:
+    fetches: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        fetches.append(request)
+        return httpx.Response(200)
+
+    outcome = await archiver(handler, FakeStore(), enabled=False).handle(event_bytes())
+    assert outcome.spec is RECORDING_FAILED
+    assert outcome.event.data["outcome"] == "skipped"
+    assert outcome.event.data["reason"] == "recording_disabled"
+    assert fetches == []
+
+
+async def test_garbage_record_is_a_bad_event() -> None:
+    outcome = await archiver(lambda r: httpx.Response(200), FakeStore()).handle(b"\xffnot json")
+    assert outcome.event.data["reason"] == "bad_event"
+    assert outcome.event.data["call_sid"] is None
