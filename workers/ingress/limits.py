@@ -20,13 +20,14 @@ _CHUNK = 16 * 1024
 
 
 class BodyTooLarge(Exception):
-    """The body passed ``limit``; ``head`` is what was read (at most ``limit`` bytes)."""
+    """The body passed ``limit``; ``head`` is its start (at most ``limit`` bytes), ``size`` the
+    declared length, else how many bytes arrived before reading stopped."""
 
-    def __init__(self, limit: int, head: bytes, declared: int | None) -> None:
+    def __init__(self, limit: int, head: bytes, size: int) -> None:
         super().__init__(f"body larger than {limit} bytes")
         self.limit = limit
         self.head = head
-        self.declared = declared
+        self.size = size
 
 
 async def read_body(request: web.Request, limit: int) -> bytes:
@@ -44,7 +45,7 @@ async def read_body(request: web.Request, limit: int) -> bytes:
         size += len(chunk)
         if size > limit:
             parts.append(chunk)
-            raise BodyTooLarge(limit, b"".join(parts)[:limit], declared)
+            raise BodyTooLarge(limit, b"".join(parts)[:limit], size)
         parts.append(chunk)
     return b"".join(parts)
 

@@ -84,8 +84,9 @@ def rejected_data(
         "url": _scrub(scrub_url(path, query_string), secrets)[:4096],
         "content_type": headers.get("Content-Type"),
         "headers": clean_headers,
-        "body": _scrub(body[:body_cap].decode("utf-8", errors="replace"), secrets),
-        "body_truncated": body_size > body_cap or len(body) > body_cap,
+        # Scrub before capping, so a secret cut by the cap cannot leave a readable prefix.
+        "body": _scrub(body.decode("utf-8", errors="replace"), secrets)[:body_cap],
+        "body_truncated": body_size > min(len(body), body_cap),
         "body_size": body_size,
     }
 

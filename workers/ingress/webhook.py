@@ -91,9 +91,8 @@ async def handle_webhook(request: web.Request, ing: Ingress) -> web.Response:
     try:
         body = await read_body(request, limits.body_limit_bytes)
     except BodyTooLarge as exc:
-        size = exc.declared if exc.declared is not None else len(exc.head)
         error = f"body: larger than {exc.limit} bytes"
-        return await refuse(413, "body_too_large", "body", [error], body=exc.head, size=size)
+        return await refuse(413, "body_too_large", "body", [error], body=exc.head, size=exc.size)
     refuse.body = body
     try:
         fields, shape = parse_fields(
