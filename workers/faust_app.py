@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 WORKERS: dict[str, str] = {}
 WORKERS["archiver"] = "workers.archiver.app"
 WORKERS["enricher"] = "workers.enricher.app"
+WORKERS["settings"] = "workers.settings_applier.app"
 
 
 def new_app(worker_name: str, settings: Settings, replication: int, **overrides: Any) -> faust.App:
@@ -52,7 +53,9 @@ def new_app(worker_name: str, settings: Settings, replication: int, **overrides:
         "producer_acks": -1,
     }
     options.update(overrides)
-    return faust.App(f"exopipe-{worker_name}", **options)
+    # The app id names the consumer group and the table changelog topics: it takes the topic
+    # prefix too, so environments (and tests) sharing a cluster never share a group or a table.
+    return faust.App(f"{settings.topic_prefix}exopipe-{worker_name}", **options)
 
 
 def catalog_topic(app: faust.App, settings: Settings, spec: TopicSpec) -> Any:
