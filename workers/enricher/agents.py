@@ -38,6 +38,7 @@ from workers.enricher.records import (
     stage_message,
 )
 from workers.enricher.rejects import rejected_event
+from workers.enricher.settings_view import SettingsView
 from workers.enricher.tables import EnricherTables
 
 __all__ = ["SOURCE", "Enricher", "Outputs", "Position", "now_ms"]
@@ -87,6 +88,7 @@ class Enricher:
     tables: EnricherTables
     outputs: Outputs
     hours: HoursBook
+    settings_view: SettingsView
     expiry: ExpiryQueues = field(default_factory=ExpiryQueues)
     counters: Counters = field(default_factory=Counters)
     # call_sids being forwarded right now: a popup and a tick must not both release one.
@@ -189,6 +191,8 @@ class Enricher:
             # Only stage one writes this topic: a bad record here is a bug, not bad input.
             log.error("unreadable by-caller record at %s: %r", where, exc)
             return
+        if not self.settings_view.ready.is_set():
+            await self.settings_view.ready.wait()  # once, at start: know every app first
         history = self.tables.callers.get(key) or {"entries": [], "p": where.partition}
         result = record_call(
             history["entries"],
@@ -211,18 +215,6 @@ class Enricher:
             self.expiry.push(where.partition, history["due"], self.tables.callers.name, key)
         await self.emit(stage, result.count, result.first_ms, result.enriched_at, where)
 
-    def callback_configured(self, customer_id: str, app_id: str) -> bool | None:
-        """From the settings state: None when the app is unknown or its state unreadable."""
-        raw = self.tables.app_settings.get(f"{customer_id}/{app_id}")
-        if raw is None:
-            return None
-        try:
-            settings = json_codec.loads(raw)["data"]["settings"]
-            return bool(settings.get("callback_url"))
-        except (json_codec.JSONDecodeError, KeyError, TypeError, AttributeError):
-            log.warning("unreadable settings state for %s/%s", customer_id, app_id)
-            return None
-
     async def emit(
         self, stage: dict[str, Any], count: int, first_ms: int, enriched_at: str, where: Position
     ) -> None:
@@ -231,7 +223,9 @@ class Enricher:
             stage,
             count=count,
             first_ms=first_ms,
-            callback_url_configured=self.callback_configured(stage["customer_id"], stage["app_id"]),
+            callback_url_configured=self.settings_view.callback_configured(
+                stage["customer_id"], stage["app_id"]
+            ),
             within_business_hours=within,
             priority=priority(count, within, self.config.repeat_threshold),
             enriched_at=enriched_at,

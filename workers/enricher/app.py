@@ -26,6 +26,7 @@ from workers.config import Settings
 from workers.enricher.agents import Enricher, Outputs, Position, now_ms
 from workers.enricher.hours import parse_hours_book
 from workers.enricher.records import ReadError
+from workers.enricher.settings_view import SettingsView
 from workers.enricher.tables import declare_tables
 from workers.errors import RetryableError
 from workers.faust_app import catalog_topic, new_app
@@ -37,8 +38,8 @@ Handler = Callable[[bytes | None, Position], Awaitable[None]]
 
 
 def app_name(settings: Settings) -> str:
-    """``enricher``, or ``<prefix>enricher`` when topics are prefixed."""
-    return f"{settings.topic_prefix}enricher"
+    """The worker name (``new_app`` puts the topic prefix into the app id)."""
+    return "enricher"
 
 
 def _internal_topic(app: faust.App, suffix: str) -> Any:
@@ -65,7 +66,13 @@ def create_app(settings: Settings, replication: int) -> faust.App:
         enriched=catalog_topic(app, settings, MISSED_CALL_ENRICHED),
         rejected=catalog_topic(app, settings, WEBHOOK_REJECTED),
     )
-    enricher = Enricher(settings.enricher, declare_tables(app, settings), outputs, hours)
+    view = SettingsView(settings)
+    enricher = Enricher(settings.enricher, declare_tables(app), outputs, hours, view)
+
+    @app.task
+    async def follow_settings() -> None:
+        await view.run()
+
     app.enricher = enricher  # type: ignore[attr-defined]  # for tests and the bench
 
     async def guarded(handler: Handler, kind: str, event: faust.EventT) -> None:

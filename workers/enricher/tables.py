@@ -4,8 +4,8 @@
 - ``handled`` (call_sid): missed-call event ids seen, with their input position, for dedupe.
 - ``pending`` (call_sid): missed calls held for a late popup, until the grace period ends.
 - ``callers`` (app|caller): the rolling 24 h history of one caller to one app.
-- ``app_settings`` (customer_id/app_id): a GlobalTable reading ``exotel.settings.state``
-  directly as its changelog, so every worker holds every app's settings. We never write it.
+
+Every app's settings (``exotel.settings.state``) are not a table: see ``settings_view``.
 
 The call_sid tables are updated only from the call_sid-keyed topics (6 partitions each, like
 their changelogs); ``callers`` only from the by-caller topic. Every value carries ``p`` (its
@@ -20,9 +20,8 @@ from typing import Any
 
 import faust
 
-from topics.catalog import CALL_PARTITIONS, SETTINGS_STATE
+from topics.catalog import CALL_PARTITIONS
 from workers import json_codec
-from workers.config import Settings
 
 __all__ = ["EnricherTables", "JsonTable", "declare_tables"]
 
@@ -59,7 +58,6 @@ class EnricherTables:
     handled: JsonTable
     pending: JsonTable
     callers: JsonTable
-    app_settings: faust.GlobalTable
 
     def by_name(self, name: str) -> JsonTable:
         return {t.name: t for t in (self.popups, self.handled, self.pending, self.callers)}[name]
@@ -79,29 +77,10 @@ def _table(app: faust.App, name: str, help_text: str) -> JsonTable:
     return JsonTable(_raw(table))
 
 
-def declare_tables(app: faust.App, settings: Settings) -> EnricherTables:
-    state = settings.topic(SETTINGS_STATE)
-    state_topic = app.topic(
-        state.name,
-        key_type=str,
-        value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
-        partitions=state.partitions,
-    )
-    app_settings = app.GlobalTable(
-        "app-settings",
-        key_type=str,
-        value_type=bytes,
-        partitions=state.partitions,
-        changelog_topic=state_topic,
-        help="exotel.settings.state, every partition on every worker",
-    )
-    _raw(app_settings)
+def declare_tables(app: faust.App) -> EnricherTables:
     return EnricherTables(
         popups=_table(app, "popups", "popup per call_sid, kept for the popup TTL"),
         handled=_table(app, "handled", "missed-call event ids seen per call_sid"),
         pending=_table(app, "pending", "missed calls held for a late popup"),
         callers=_table(app, "callers", "rolling history per app|caller"),
-        app_settings=app_settings,
     )
