@@ -8,7 +8,7 @@ whose message is the reason written to ``exotel.webhook.rejected``.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from topics.catalog import TopicSpec
@@ -27,6 +27,9 @@ __all__ = [
     "read_call",
     "stage_message",
 ]
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class ReadError(PermanentError):
@@ -86,7 +89,7 @@ def read_call(value: bytes | None, spec: TopicSpec) -> CallEvent:
         app_id=data["app_id"],
         caller=data["from"],
         callee=data["to"],
-        at_ms=int(at.timestamp() * 1000),
+        at_ms=(at - _EPOCH) // timedelta(milliseconds=1),  # exact: no float rounding
     )
 
 
