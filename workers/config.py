@@ -97,6 +97,9 @@ class ApplierSettings:
     raw_cap_bytes: int = 4096
     # Seconds a command id is remembered for de-duplication (default: the topic's 7 days).
     dedup_retention: float = 7 * 24 * 3600.0
+    # Seconds without a heartbeat before Kafka gives a dead worker's partitions to another
+    # (the broker's group.min.session.timeout.ms, 6 s by default, is the floor).
+    session_timeout: float = 30.0
 
 
 @dataclass(frozen=True)

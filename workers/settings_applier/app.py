@@ -50,16 +50,21 @@ class _Runtime:
 
 
 def _table(app: faust.App, name: str, partitions: int) -> Any:
-    # Raw bytes both ways: values are JSON made by workers.json_codec, not faust's codecs.
-    schema = faust.Schema(
-        key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
-    )
-    return app.Table(name, schema=schema, partitions=partitions)
+    # bytes key and value types make faust use its "raw" codec for the changelog, both when
+    # writing and when recovering (a Schema here would not: its types would fall back to json).
+    # Values are JSON made by workers.json_codec.
+    return app.Table(name, key_type=bytes, value_type=bytes, partitions=partitions)
 
 
 def create_app(settings: Settings, replication: int) -> faust.App:
     cfg = settings.applier
-    app = new_app("settings", settings, replication)
+    app = new_app(
+        "settings",
+        settings,
+        replication,
+        broker_session_timeout=cfg.session_timeout,
+        broker_heartbeat_interval=min(3.0, cfg.session_timeout / 3),
+    )
     secrets = SecretStore.load(settings.secrets_file)
     source = catalog_topic(app, settings, SETTINGS_COMMAND)
     partitions = settings.topic(SETTINGS_COMMAND).partitions

@@ -35,6 +35,8 @@ FAST = {
     "EXOPIPE_APPLIER_RETRY_MAX_DELAY": "2",
     "EXOPIPE_APPLIER_RECONCILE_INTERVAL": "0",
     "EXOPIPE_LOG_LEVEL": "INFO",
+    # A killed worker's partitions go to its successor after this many seconds.
+    "EXOPIPE_APPLIER_SESSION_TIMEOUT": "6",
 }
 
 
