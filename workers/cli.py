@@ -26,6 +26,7 @@ _COMMAND_MODULES: dict[str, str] = {
     "double": "workers.exotel_double.cli",
     "worker": "workers.faust_app",
     "ingress": "workers.ingress.cli",
+    "settings": "workers.settings_applier.cli",
 }
 
 Handler = Callable[[argparse.Namespace, Settings], int]
