@@ -123,7 +123,8 @@ def parse_command(value: bytes | None, *, raw_cap: int) -> Command | Rejected:
     except json_codec.JSONDecodeError as exc:
         return Rejected([f"not JSON: {exc}"], raw=capture_raw(value, raw_cap))
     data = envelope.get("data") if isinstance(envelope, dict) else None
-    ids = _identifiers(data)
+    # A bare command without its envelope still names itself: keep its ids for the result.
+    ids = _identifiers(data if isinstance(data, dict) else envelope)
     try:
         event = parse_event(value)
     except InvalidEvent as exc:

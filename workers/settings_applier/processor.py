@@ -7,9 +7,9 @@ its partition and offset) read from partition P:
    no PUT and no result. Found but not ``produced``: go to step 5 with *verify*.
 2. Validate; apply (PUT, retried per the policy) unless invalid.
 3. Build the result event (id = uuid5 of K), choose its partition R and a floor F (an offset of R
-   that the result will land at or after); write ``{result, R, F, produced: false}`` to the
-   ledger and **wait for Kafka to acknowledge that changelog record**. An applied command also
-   updates the ``apps`` table (what the reconciler compares against).
+   that the result will land at or after). An applied command first updates the ``apps`` table
+   (what the reconciler compares against). Then write ``{result, R, F, produced: false}`` to the
+   ledger and **wait for Kafka to acknowledge that changelog record**.
 4. Produce the state record (applied only) and then the result, each acknowledged (acks=all).
 5. *Verify* (only on a redelivery): scan R from F for the result's id; if it is there, skip 4.
    Then mark K ``produced`` (the entry shrinks to a marker) and return, which lets the
@@ -141,7 +141,6 @@ class CommandProcessor:
         }
         if outcome.outcome == "applied" and isinstance(command, Command):
             entry["state"] = state_event(command, outcome, now=now).to_dict()
-        await self._kafka(lambda: self._ledger.put(item.partition, item.dedup_key, entry), "ledger")
         if "state" in entry and isinstance(command, Command):
             applied = {
                 "settings": outcome.settings,
@@ -153,6 +152,7 @@ class CommandProcessor:
             await self._kafka(
                 lambda: self._apps.put(item.partition, item.result_key, applied), "apps"
             )
+        await self._kafka(lambda: self._ledger.put(item.partition, item.dedup_key, entry), "ledger")
         await self._deliver(item, entry, verify=False)
         log.info(
             "command %s for %s: %s (attempts %d, status %s)",
