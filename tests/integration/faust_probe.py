@@ -24,13 +24,16 @@ def build(app_id: str, source: str, sink: str, partitions: int) -> faust.App:
     }
     source_topic = app.topic(source, partitions=partitions, **raw)
     sink_topic = app.topic(sink, partitions=partitions, **raw)
-    counts = app.Table("counts", default=int, partitions=partitions)
+    # Table keys are str (JSON in the changelog): raw bytes keys are written in a form that
+    # faust's recovery cannot read back, and a restarted worker then hangs in recovery.
+    counts = app.Table("counts", default=int, partitions=partitions, key_type=str, value_type=int)
 
     @app.agent(source_topic)
     async def count(stream: faust.StreamT) -> None:
         async for key, _value in stream.items():
-            counts[key] += 1
-            await sink_topic.send(key=key, value=str(counts[key]).encode())
+            name = key.decode()
+            counts[name] += 1
+            await sink_topic.send(key=key, value=str(counts[name]).encode())
 
     return app
 

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
+from typing import IO
 
 import pytest
 from aiokafka import AIOKafkaConsumer
@@ -187,13 +188,15 @@ def test_s3_multipart_round_trip_over_16_mib(stack_env: dict[str, str]) -> None:
     s3.delete_object(Bucket=settings.s3_bucket, Key=key)
 
 
-def _start_probe(env: PipelineEnv, app_id: str, source: str, sink: str) -> subprocess.Popen[bytes]:
+def _start_probe(
+    env: PipelineEnv, app_id: str, source: str, sink: str, log: IO[bytes]
+) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "tests.integration.faust_probe", app_id, source, sink, "2"],
         cwd=ROOT,
         env=env.process_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
 
 
@@ -224,7 +227,7 @@ async def _latest_counts(
 
 @pytest.mark.slow
 async def test_faust_table_has_a_changelog_and_survives_a_restart(
-    pipeline_env: PipelineEnv,
+    pipeline_env: PipelineEnv, tmp_path: Path
 ) -> None:
     settings = pipeline_env.settings
     run = uuid.uuid4().hex[:10]
@@ -237,7 +240,8 @@ async def test_faust_table_has_a_changelog_and_survives_a_restart(
             for key in keys:
                 await producer.send_and_wait(source, b"x", key=key)
 
-    worker = _start_probe(pipeline_env, app_id, source, sink)
+    log = (tmp_path / "probe.log").open("wb")
+    worker = _start_probe(pipeline_env, app_id, source, sink, log)
     try:
         await send([b"a", b"a", b"b", b"a"])
         assert await _latest_counts(pipeline_env, sink, {b"a": b"3", b"b": b"1"}) == {
@@ -246,12 +250,12 @@ async def test_faust_table_has_a_changelog_and_survives_a_restart(
         }
         async with admin_client(settings) as admin:
             topics = set(await admin.list_topics())
-        assert f"exopipe-{app_id}-counts-changelog" in topics
+        assert f"{settings.topic_prefix}exopipe-{app_id}-counts-changelog" in topics
     finally:
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(timeout=60) == 0
 
-    restarted = _start_probe(pipeline_env, app_id, source, sink)
+    restarted = _start_probe(pipeline_env, app_id, source, sink, log)
     try:
         await send([b"a", b"b"])
         latest = await _latest_counts(pipeline_env, sink, {b"a": b"4", b"b": b"2"})
@@ -259,3 +263,4 @@ async def test_faust_table_has_a_changelog_and_survives_a_restart(
     finally:
         restarted.send_signal(signal.SIGTERM)
         restarted.wait(timeout=60)
+        log.close()
