@@ -158,6 +158,8 @@ class EnricherSettings:
     repeat_threshold: int = 2
     # How often held calls and expired table entries are looked at.
     tick_seconds: float = 0.25
+    # A crashed worker's partitions move to the others after this long without heartbeats.
+    session_timeout_seconds: float = 30.0
     business_hours: dict[str, Any] = field(default_factory=dict)
 
 

@@ -56,7 +56,13 @@ def _internal_topic(app: faust.App, suffix: str) -> Any:
 
 def create_app(settings: Settings, replication: int) -> faust.App:
     hours = parse_hours_book(settings.enricher.business_hours)  # bad config fails here
-    app = new_app(app_name(settings), settings, replication)
+    app = new_app(
+        app_name(settings),
+        settings,
+        replication,
+        broker_session_timeout=settings.enricher.session_timeout_seconds,
+        broker_heartbeat_interval=min(3.0, settings.enricher.session_timeout_seconds / 3),
+    )
     missed = catalog_topic(app, settings, WEBHOOK_MISSED_CALL)
     incoming = catalog_topic(app, settings, WEBHOOK_INCOMING_CALL)
     by_caller = _internal_topic(app, "by-caller")

@@ -32,6 +32,8 @@ HOURS = '{"acme": {"timezone": "Asia/Kolkata", "hours": {"mon-fri": "09:30-18:00
 ENRICHER_VARS = {
     "EXOPIPE_ENRICHER_GRACE_SECONDS": "2",
     "EXOPIPE_ENRICHER_TICK_SECONDS": "0.1",
+    # A killed worker's partitions are reassigned soon (the default is 30 s).
+    "EXOPIPE_ENRICHER_SESSION_TIMEOUT_SECONDS": "8",
     "EXOPIPE_ENRICHER_BUSINESS_HOURS": HOURS,
     "EXOPIPE_LOG_LEVEL": "INFO",
 }

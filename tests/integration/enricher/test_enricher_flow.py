@@ -126,9 +126,7 @@ async def test_repeat_count_over_the_24h_window_by_event_time(
         await inputs.missed(sid, moment, caller=caller, app_id=app)
         records = await enriched(enricher_env, count=done)
         assert sid in records
-    got = [
-        (records[sid]["repeat_count_24h"], records[sid]["first_missed_at"]) for sid, *_ in plan
-    ]
+    got = [(records[sid]["repeat_count_24h"], records[sid]["first_missed_at"]) for sid, *_ in plan]
     assert got == [
         (1, "2026-03-02T05:00:00.000Z"),
         (2, "2026-03-02T05:00:00.000Z"),
