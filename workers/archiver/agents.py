@@ -36,6 +36,7 @@ def register_archive_agent(
     *,
     concurrency: int,
     make_archiver: Callable[[], Any],
+    ready: asyncio.Event | None = None,
 ) -> Any:
     """Declare the agent; ``make_archiver`` is an async context manager yielding an Archiver."""
 
@@ -78,6 +79,8 @@ def register_archive_agent(
         async with make_archiver() as archiver:
             try:
                 async for event in manual.events():
+                    if ready is not None and not ready.is_set():
+                        await ready.wait()  # once, at start: know which apps are switched off
                     await slots.acquire()
                     acks.start(event)
                     task = asyncio.create_task(process(archiver, event))

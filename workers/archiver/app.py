@@ -1,10 +1,8 @@
 """``exopipe worker archiver``: the faust app that archives recordings to S3.
 
 Clients are created once per process: the boto3 client here, the httpx client when the agent
-starts (closed when it stops). The app's ``recording_enabled`` view comes from a GlobalTable over
-the compacted ``exotel.settings.state`` topic (every worker sees every app, because that topic is
-keyed by ``customer_id/app_id`` while recordings are keyed by ``call_sid``). The table only reads
-that topic: this worker never writes to it.
+starts (closed when it stops). Each app's ``recording_enabled`` comes from a reader of the whole
+compacted ``exotel.settings.state`` topic (see ``settings_state``); this worker never writes it.
 """
 
 from __future__ import annotations
@@ -12,17 +10,16 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 import faust
 import httpx
 
-from topics.catalog import RECORDING_ARCHIVED, RECORDING_FAILED, SETTINGS_STATE
+from topics.catalog import RECORDING_ARCHIVED, RECORDING_FAILED
 from topics.catalog import WEBHOOK_RECORDING_READY as SOURCE
-from topics.events import InvalidEvent, parse_event
 from workers.archiver.agents import register_archive_agent
 from workers.archiver.archive import Archiver
 from workers.archiver.fetch import Fetcher
+from workers.archiver.settings_state import RecordingSwitch
 from workers.archiver.ssrf import Guard, GuardPolicy
 from workers.archiver.store import RecordingStore
 from workers.config import Settings
@@ -31,27 +28,9 @@ from workers.retry import RetryPolicy
 from workers.s3 import new_s3_client
 from workers.secret_store import SecretStore
 
-__all__ = ["create_app", "recording_enabled_from"]
+__all__ = ["create_app"]
 
 log = logging.getLogger(__name__)
-
-
-def recording_enabled_from(table: Any) -> Any:
-    """A lookup ``(customer_id, app_id) -> bool | None`` over the settings-state table."""
-
-    def lookup(customer_id: str, app_id: str) -> bool | None:
-        raw = table.get(f"{customer_id}/{app_id}".encode())
-        if raw is None:
-            return None
-        try:
-            state = parse_event(raw)
-        except InvalidEvent:
-            return None
-        settings = state.data.get("settings") if isinstance(state.data, dict) else None
-        value = settings.get("recording_enabled") if isinstance(settings, dict) else None
-        return value if isinstance(value, bool) else None
-
-    return lookup
 
 
 def create_app(settings: Settings, replication: int) -> faust.App:
@@ -66,15 +45,11 @@ def create_app(settings: Settings, replication: int) -> faust.App:
     policy = RetryPolicy(
         max_attempts=rec.attempts, base_delay=rec.retry_base_delay, max_delay=rec.retry_max_delay
     )
-    state = app.GlobalTable(
-        "archiver-settings-state",
-        changelog_topic=catalog_topic(app, settings, SETTINGS_STATE),
-        key_type=bytes,
-        value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
-        partitions=settings.topic(SETTINGS_STATE).partitions,
-    )
+    switch = RecordingSwitch(settings)
+
+    @app.task
+    async def follow_settings_state() -> None:
+        await switch.run()
 
     @asynccontextmanager
     async def make_archiver() -> AsyncIterator[Archiver]:
@@ -95,7 +70,7 @@ def create_app(settings: Settings, replication: int) -> faust.App:
                 policy=policy,
                 key_prefix=rec.key_prefix,
                 temp_dir=rec.temp_dir,
-                recording_enabled=recording_enabled_from(state),
+                recording_enabled=switch.lookup,
             )
 
     outputs = {
@@ -108,5 +83,6 @@ def create_app(settings: Settings, replication: int) -> faust.App:
         outputs,
         concurrency=rec.concurrency,
         make_archiver=make_archiver,
+        ready=switch.ready,
     )
     return app
