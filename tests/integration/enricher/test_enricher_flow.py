@@ -9,7 +9,7 @@ from typing import Any
 from tests.conftest import PipelineEnv
 from tests.integration.enricher.conftest import Inputs, Worker, at
 from tests.integration.kafka_io import collect
-from topics.catalog import MISSED_CALL_ENRICHED, WEBHOOK_REJECTED
+from topics.catalog import MISSED_CALL_ENRICHED, WEBHOOK_MISSED_CALL, WEBHOOK_REJECTED
 from workers import json_codec
 
 
@@ -53,7 +53,7 @@ async def test_join_late_popup_dedupe_bad_numbers_and_settings(
         await inputs.missed(sid, at(51), caller=raw)
     # Malformed input: not JSON, and an event whose data breaks the schema.
     await inputs.raw_missed("junk", b"\x00not json")
-    broken = json_codec.loads(inputs.call_event(inputs_spec(), unique("broken"), at(60)))
+    broken = json_codec.loads(inputs.call_event(WEBHOOK_MISSED_CALL, unique("broken"), at(60)))
     del broken["data"]["from"]
     await inputs.raw_missed(broken["data"]["call_sid"], json_codec.dumps(broken))
 
@@ -94,12 +94,6 @@ async def test_join_late_popup_dedupe_bad_numbers_and_settings(
     await inputs.popup(alone, at(29), caller="+442079460958", customer_id="other", app_id="x9")
     again = await enriched(enricher_env, count=len(records) + 1, wait=3)
     assert len(again) == len(records)
-
-
-def inputs_spec() -> Any:
-    from topics.catalog import WEBHOOK_MISSED_CALL
-
-    return WEBHOOK_MISSED_CALL
 
 
 async def test_repeat_count_over_the_24h_window_by_event_time(
