@@ -131,6 +131,9 @@ class RecordingSettings:
     retry_max_delay: float = 60.0
     temp_dir: Path | None = None
     key_prefix: str = "recordings"
+    # How long the group waits for a silent (crashed) archiver before its partitions, and the
+    # unfinished recordings on them, move to another worker.
+    session_timeout: float = 60.0
 
 
 @dataclass(frozen=True)

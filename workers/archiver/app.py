@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 def create_app(settings: Settings, replication: int) -> faust.App:
     rec = settings.recording
-    app = new_app("archiver", settings, replication)
+    app = new_app("archiver", settings, replication, broker_session_timeout=rec.session_timeout)
     # httpx logs every request URL at INFO; pre-signed recording URLs carry their signature in
     # the query string, so keep its request log off.
     logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -264,6 +264,8 @@ def archiver_env(
         "EXOPIPE_RECORDING_RETRY_BASE_DELAY": "0.2",
         "EXOPIPE_RECORDING_RETRY_MAX_DELAY": "1",
         "EXOPIPE_RECORDING_CONCURRENCY": "3",
+        # A killed worker's partitions come back after this, not after the default minute.
+        "EXOPIPE_RECORDING_SESSION_TIMEOUT": "10",
         "EXOPIPE_LOG_LEVEL": "INFO",
         **extra,
     }

@@ -55,6 +55,19 @@ async def test_10_mib_recording_lands_byte_identical(rig: ArchiverRig) -> None:
     assert PASSWORD not in str(head) + str(data)
 
 
+@pytest.mark.slow
+async def test_200_mib_recording_lands_byte_identical(rig: ArchiverRig) -> None:
+    name = rig.name("big")
+    served = rig.register(name, 200 * MiB)
+    call_sid = f"CA{name}"
+    await rig.send((call_sid, rig.url(name)))
+    kind, data = await only(rig, call_sid)
+    assert kind == "archived", data
+    assert data["size_bytes"] == 200 * MiB
+    assert await asyncio.to_thread(rig.object_sha256, data["key"]) == served["sha256"]
+    assert rig.incomplete_uploads() == []
+
+
 async def test_replayed_event_does_not_write_again(rig: ArchiverRig) -> None:
     name = rig.name("replay")
     rig.register(name, 1 * MiB)
