@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 from tests.integration.archiver.conftest import (
-    ArchiverRig,
     archiver_env,
     collect_outcomes,
     make_rig,
@@ -72,14 +71,7 @@ async def archiver_run(
         return elapsed, peak_rss_mib(rig.worker.proc.pid)
     finally:
         rig.worker.stop()
-        empty_bucket(rig)
-
-
-def empty_bucket(rig: ArchiverRig) -> None:
-    for key in rig.keys(""):
-        rig.s3.delete_object(Bucket=rig.bucket, Key=key)
-    rig.s3.delete_bucket(Bucket=rig.bucket)
-    rig.s3.close()
+        rig.drop_bucket()
 
 
 def baseline_run(stack: dict[str, str], home: Path, count: int, size: int) -> tuple[float, float]:

@@ -146,6 +146,17 @@ class ArchiverRig:
         pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
         return [obj["Key"] for page in pages for obj in page.get("Contents", [])]
 
+    def drop_bucket(self) -> None:
+        """Delete what the test stored: the shared S3 server's disk is not ours to fill."""
+        for upload in self.incomplete_uploads():
+            self.s3.abort_multipart_upload(
+                Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+            )
+        for key in self.keys(""):
+            self.s3.delete_object(Bucket=self.bucket, Key=key)
+        self.s3.delete_bucket(Bucket=self.bucket)
+        self.s3.close()
+
     def incomplete_uploads(self) -> list[dict[str, Any]]:
         return list(self.s3.list_multipart_uploads(Bucket=self.bucket).get("Uploads", []))
 
@@ -296,4 +307,4 @@ async def rig(
         yield rig
     finally:
         rig.worker.stop()
-        rig.s3.close()
+        rig.drop_bucket()

@@ -66,4 +66,4 @@ async def test_kill_mid_upload_then_restart_leaves_exactly_one_object(
         assert "aborted 1 stale multipart upload" in rig.worker.logs()
     finally:
         rig.worker.stop()
-        rig.s3.close()
+        rig.drop_bucket()
