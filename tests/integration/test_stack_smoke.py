@@ -11,7 +11,7 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer
@@ -20,116 +20,20 @@ from boto3.s3.transfer import TransferConfig
 
 from tests.conftest import PipelineEnv
 from tests.integration.kafka_io import collect
-from topics.catalog import CATALOG
+from topics.catalog import CATALOG, TopicSpec
 from topics.events import make_event
+from topics.schemas import load_schema
 from workers.kafka import admin_client, produce_event, started_producer
 from workers.s3 import new_s3_client
 from workers.topic_admin import apply_catalog, describe_topics
 
 ROOT = Path(__file__).resolve().parents[2]
 
-# One valid `data` per topic, the smallest each schema accepts.
-_WEBHOOK = {
-    "event": "incoming_call",
-    "call_sid": "call_123",
-    "customer_id": "cust_1",
-    "app_id": "app_1",
-    "from": "+919876543210",
-    "to": "sip:user@app.exotel.com",
-    "timestamp": "2024-06-15T10:30:00.000Z",
-    "received_at": "2024-06-15T10:30:00.120Z",
-    "source_format": "json",
-    "original": {},
-}
-_SETTINGS = {
-    k: None
-    for k in ("popup_url", "missed_call_url", "callback_url", "recording_url", "streaming_url")
-}
-SAMPLES = {
-    "exotel.webhook.incoming_call": _WEBHOOK,
-    "exotel.webhook.missed_call": {**_WEBHOOK, "event": "missed_call"},
-    "exotel.webhook.call_status": {**_WEBHOOK, "event": "call_completed"},
-    "exotel.webhook.recording_ready": {
-        **_WEBHOOK,
-        "event": "recording_ready",
-        "recording_url": "https://recordings.exotel.com/call_123.mp3",
-        "duration": 180,
-    },
-    "exotel.webhook.rejected": {
-        "stage": "ingress",
-        "reason": "invalid",
-        "errors": ["call_sid: required"],
-        "received_at": "2024-06-15T10:30:00.000Z",
-    },
-    "exotel.missed_call.enriched": {
-        "call_sid": "call_123",
-        "customer_id": "cust_1",
-        "app_id": "app_1",
-        "caller": {
-            "raw": "+919876543210",
-            "e164": "+919876543210",
-            "country": "IN",
-            "region": "India",
-            "number_type": "mobile",
-            "valid": True,
-        },
-        "callee": {"raw": "sip:user@app.exotel.com", "user": "user"},
-        "missed_at": "2024-06-15T10:30:30.000Z",
-        "popup_seen": True,
-        "ring_seconds": 30.0,
-        "repeat_count_24h": 1,
-        "first_missed_at": "2024-06-15T10:30:30.000Z",
-        "callback_url_configured": None,
-        "within_business_hours": None,
-        "priority": "normal",
-        "enriched_at": "2024-06-15T10:30:31.000Z",
-    },
-    "exotel.recording.archived": {
-        "call_sid": "call_123",
-        "customer_id": "cust_1",
-        "app_id": "app_1",
-        "bucket": "b",
-        "key": "recordings/customer_id=cust_1/app_id=app_1/date=2024-06-15/call_123.mp3",
-        "uri": "s3://b/recordings/customer_id=cust_1/app_id=app_1/date=2024-06-15/call_123.mp3",
-        "size_bytes": 3,
-        "sha256": hashlib.sha256(b"abc").hexdigest(),
-        "content_type": "audio/mpeg",
-        "duration_seconds": 180,
-        "recorded_at": "2024-06-15T10:35:00.000Z",
-        "archived_at": "2024-06-15T10:36:00.000Z",
-    },
-    "exotel.recording.failed": {
-        "outcome": "failed",
-        "reason": "not_found",
-        "attempts": 1,
-        "failed_at": "2024-06-15T10:36:00.000Z",
-        "original_event": {},
-    },
-    "exotel.settings.command": {
-        "command_id": "cmd-1",
-        "customer_id": "cust_1",
-        "app_id": "app_1",
-        "settings": {"recording_enabled": True},
-    },
-    "exotel.settings.result": {
-        "command_id": "cmd-1",
-        "outcome": "applied",
-        "attempts": 1,
-        "http_status": 200,
-        "completed_at": "2024-06-15T10:30:01.000Z",
-    },
-    "exotel.settings.state": {
-        "customer_id": "cust_1",
-        "app_id": "app_1",
-        "kind": "applied",
-        "settings": {**_SETTINGS, "recording_enabled": True, "streaming_enabled": False},
-        "observed_at": "2024-06-15T10:30:01.000Z",
-    },
-}
 
-
-def test_every_catalog_topic_has_a_smoke_sample() -> None:
-    assert sorted(SAMPLES) == sorted(spec.name for spec in CATALOG)
+def _example(spec: TopicSpec) -> dict[str, Any]:
+    """The example every schema carries (a unit test checks it validates)."""
+    example: dict[str, Any] = load_schema(spec.schema)["examples"][0]
+    return example
 
 
 async def test_topics_apply_creates_then_changes_nothing(pipeline_env: PipelineEnv) -> None:
@@ -156,7 +60,7 @@ async def test_a_cloudevent_round_trips_through_every_catalog_topic(
         for spec in CATALOG:
             event = make_event(
                 spec,
-                SAMPLES[spec.name],
+                _example(spec),
                 source="/tests/smoke",
                 customer_id="cust_1",
                 app_id="app_1",

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from topics.catalog import CATALOG, SETTINGS_STATE, by_name
-from topics.schemas import load_schema
+from topics.schemas import load_schema, violations
 
 CONTRACT = [
     "exotel.webhook.incoming_call",
@@ -49,3 +49,18 @@ def test_call_keyed_topics_are_co_partitioned() -> None:
 def test_unknown_topic_name_is_a_clear_error() -> None:
     with pytest.raises(KeyError, match="exotel.webhook.nope"):
         by_name("exotel.webhook.nope")
+
+
+@pytest.mark.parametrize("spec", CATALOG, ids=lambda s: s.name)
+def test_every_schema_carries_an_example_that_it_accepts(spec) -> None:
+    examples = load_schema(spec.schema).get("examples")
+    assert examples, f"{spec.schema} has no example"
+    for example in examples:
+        assert violations(spec, example) == []
+
+
+@pytest.mark.parametrize("spec", CATALOG, ids=lambda s: s.name)
+def test_every_schema_refuses_what_it_does_not_know(spec) -> None:
+    example = dict(load_schema(spec.schema)["examples"][0])
+    example["surely_not_a_field"] = 1
+    assert violations(spec, example), f"{spec.schema} accepts unknown fields"
