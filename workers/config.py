@@ -41,13 +41,21 @@ def _default_stack_home() -> Path:
 class StackSettings:
     """Where and on which loopback ports ``exopipe stack`` runs Kafka, S3Proxy and the double."""
 
+    # Jars, data, logs and pid files of the local stack (outside the repo).
     home: Path = field(default_factory=_default_stack_home)
+    # Local stack: the loopback address every service binds.
     host: str = "127.0.0.1"
+    # Local stack: Kafka's client port.
     kafka_port: int = 9092
+    # Local stack: the KRaft controller's port.
     controller_port: int = 9093
+    # Local stack: S3Proxy's port.
     s3_port: int = 9000
+    # Local stack: the Exotel API double's port.
     exotel_port: int = 8090
+    # Local stack: org.apache.kafka:kafka_2.13 version.
     kafka_version: str = "4.4.0"
+    # Local stack: org.gaul:s3proxy version.
     s3proxy_version: str = "4.1.0"
 
 
@@ -55,18 +63,23 @@ class StackSettings:
 class IngressSettings:
     """The webhook ingress (``EXOPIPE_INGRESS_*``)."""
 
+    # Address the ingress listens on.
     host: str = "127.0.0.1"
+    # Port the ingress listens on.
     port: int = 8080
     # Where webhooks wait, fsynced, while Kafka does not acknowledge in time. One per process.
     spool_dir: Path = field(default_factory=lambda: _default_stack_home() / "ingress-spool")
+    # Spool bound; when full the ingress answers 503 with Retry-After.
     spool_max_bytes: int = 256 * 1024 * 1024
     # Exotel gives up after 15 s: past this bound the record goes to the spool instead.
     produce_timeout_s: float = 2.0
+    # Largest webhook body accepted (413 beyond it, chunked bodies too).
     body_limit_bytes: int = 64 * 1024
     # How much of a refused body a rejected record keeps.
     rejected_body_bytes: int = 8 * 1024
     # Per tenant (customer): sustained requests per second and burst; 0 turns the limit off.
     rate_limit_per_s: float = 100.0
+    # Requests a tenant may send at once above its sustained rate.
     rate_limit_burst: int = 200
     # Sender addresses allowed (CIDRs, comma separated); empty allows any address.
     allowed_cidrs: tuple[str, ...] = ()
@@ -85,11 +98,15 @@ class ApplierSettings:
     # Commands held un-committed at once (in flight + queued behind their app); the agent stops
     # reading its partitions when this many are pending.
     max_pending: int = 1000
+    # Attempts per command for 5xx, 429 and network errors.
     retry_attempts: int = 5
+    # First backoff delay in seconds (doubles, with jitter).
     retry_base_delay: float = 0.5
+    # Longest backoff delay in seconds (Retry-After is capped here too).
     retry_max_delay: float = 30.0
     # Per phase (connect, read, write, pool) of every API call, in seconds.
     http_timeout: float = 10.0
+    # Connect timeout of every API call, in seconds.
     http_connect_timeout: float = 5.0
     # Seconds between reconciliations (GET every known app, publish drift); 0 turns it off.
     reconcile_interval: float = 300.0
@@ -111,25 +128,40 @@ class RecordingSettings:
     development and tests only. Disk use is at most ``concurrency`` x ``max_bytes`` in ``temp_dir``.
     """
 
+    # Admit plain http and loopback recording URLs (local development and tests only).
     allow_insecure: bool = False
+    # Recording hosts allowed (exact names or *.suffix), comma separated.
     hosts: tuple[str, ...] = (
         "recordings.exotel.com",
         "s3-ap-southeast-1.amazonaws.com",
         "s3.ap-southeast-1.amazonaws.com",
         "exotelrecordings.s3.amazonaws.com",
     )
+    # Ports a recording URL may name, comma separated.
     ports: tuple[str, ...] = ("80", "443")
+    # Largest recording, counted on the bytes actually read.
     max_bytes: int = 1024 * 1024 * 1024
+    # S3 multipart part size in bytes.
     part_size: int = 16 * 1024 * 1024
+    # Recordings archived at once per worker.
     concurrency: int = 4
+    # Recording download: connect timeout in seconds.
     connect_timeout: float = 10.0
+    # Recording download: longest wait for the next bytes, in seconds.
     read_timeout: float = 30.0
+    # Recording download: whole-download deadline in seconds.
     total_timeout: float = 900.0
+    # Redirects followed, each re-checked by the SSRF guard.
     max_redirects: int = 3
+    # Attempts per recording for transient failures.
     attempts: int = 5
+    # First backoff delay in seconds (doubles, with jitter).
     retry_base_delay: float = 1.0
+    # Longest backoff delay in seconds.
     retry_max_delay: float = 60.0
+    # Where downloads are staged (the system temp dir when empty).
     temp_dir: Path | None = None
+    # First segment of every object key.
     key_prefix: str = "recordings"
     # How long the group waits for a silent (crashed) archiver before its partitions, and the
     # unfinished recordings on them, move to another worker.
@@ -163,6 +195,7 @@ class EnricherSettings:
     tick_seconds: float = 0.25
     # A crashed worker's partitions move to the others after this long without heartbeats.
     session_timeout_seconds: float = 30.0
+    # Per-customer hours and timezone as JSON (see above); "*" for every other customer.
     business_hours: dict[str, Any] = field(default_factory=dict)
 
 
@@ -180,11 +213,17 @@ _SECTIONS: dict[str, str] = {
 class Settings:
     """Every knob of the pipeline, with the default a new user wants."""
 
+    # Kafka bootstrap servers, comma separated (host:port).
     kafka_bootstrap: str = "127.0.0.1:9092"
+    # S3-compatible endpoint; empty means AWS S3 itself.
     s3_endpoint_url: str | None = None
+    # Bucket the archiver writes recordings to.
     s3_bucket: str = "exotel-recordings"
+    # Base URL of Exotel's App Settings API (the double's on the local stack).
     exotel_base_url: str = DEFAULT_EXOTEL_BASE_URL
+    # JSON file with app tokens, ingress secrets and recording credentials.
     secrets_file: Path | None = None
+    # Python log level of every process.
     log_level: str = "INFO"
     # Topics are declared with a production replication factor; apply caps it at the broker count.
     topic_replication_factor: int | None = None
