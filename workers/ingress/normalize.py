@@ -157,7 +157,10 @@ def parse_timestamp(value: Any, local_zone: tzinfo) -> str:
         raise InvalidWebhook("timestamp", f"{value!r} is not a date-time") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=local_zone)
-    return format_time(moment.astimezone(UTC))
+    try:
+        return format_time(moment.astimezone(UTC))
+    except OverflowError:  # year 9999 west of UTC, year 1 east of it: no UTC instant exists
+        raise InvalidWebhook("timestamp", f"{value!r} is out of range") from None
 
 
 def _pick(fields: Mapping[str, Any], aliases: tuple[str, ...]) -> Any:
@@ -182,7 +185,8 @@ def _text(value: Any, typed: bool) -> Any:
 
 
 def _to_int(value: Any) -> Any:
-    """Digits become an int; anything else stays as is so the schema names it."""
-    if isinstance(value, str) and value.strip().isdigit():
+    """ASCII digits become an int; anything else stays as is so the schema names it."""
+    # isdigit() alone admits "²" and other digits int() refuses: that was an escaping ValueError.
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
         return int(value.strip())
     return value
