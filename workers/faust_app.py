@@ -30,10 +30,11 @@ __all__ = ["WORKERS", "catalog_topic", "new_app", "register", "run_worker"]
 log = logging.getLogger(__name__)
 
 # name -> module exposing create_app(settings: Settings, replication: int) -> faust.App
-WORKERS: dict[str, str] = {}
-WORKERS["archiver"] = "workers.archiver.app"
-WORKERS["enricher"] = "workers.enricher.app"
-WORKERS["settings"] = "workers.settings_applier.app"
+WORKERS: dict[str, str] = {
+    "archiver": "workers.archiver.app",
+    "enricher": "workers.enricher.app",
+    "settings": "workers.settings_applier.app",
+}
 
 
 def new_app(worker_name: str, settings: Settings, replication: int, **overrides: Any) -> faust.App:
