@@ -2,7 +2,8 @@
 
 Clients are created once per process: the boto3 client here, the httpx client when the agent
 starts (closed when it stops). Each app's ``recording_enabled`` comes from a reader of the whole
-compacted ``exotel.settings.state`` topic (see ``settings_state``); this worker never writes it.
+compacted ``exotel.settings.state`` topic (``workers.settings_state``); this worker never writes
+it.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from topics.catalog import WEBHOOK_RECORDING_READY as SOURCE
 from workers.archiver.agents import register_archive_agent
 from workers.archiver.archive import Archiver
 from workers.archiver.fetch import Fetcher
-from workers.archiver.settings_state import RecordingSwitch
 from workers.archiver.ssrf import Guard, GuardPolicy
 from workers.archiver.store import RecordingStore
 from workers.config import Settings
@@ -27,6 +27,7 @@ from workers.faust_app import catalog_topic, new_app
 from workers.retry import RetryPolicy
 from workers.s3 import new_s3_client
 from workers.secret_store import SecretStore
+from workers.settings_state import SettingsState
 
 __all__ = ["create_app"]
 
@@ -45,7 +46,7 @@ def create_app(settings: Settings, replication: int) -> faust.App:
     policy = RetryPolicy(
         max_attempts=rec.attempts, base_delay=rec.retry_base_delay, max_delay=rec.retry_max_delay
     )
-    switch = RecordingSwitch(settings)
+    switch = SettingsState(settings, client_id="exopipe-archiver-settings")
 
     @app.task
     async def follow_settings_state() -> None:
@@ -70,7 +71,7 @@ def create_app(settings: Settings, replication: int) -> faust.App:
                 policy=policy,
                 key_prefix=rec.key_prefix,
                 temp_dir=rec.temp_dir,
-                recording_enabled=switch.lookup,
+                recording_enabled=switch.recording_enabled,
             )
 
     outputs = {

@@ -38,8 +38,8 @@ from workers.enricher.records import (
     stage_message,
 )
 from workers.enricher.rejects import rejected_event
-from workers.enricher.settings_view import SettingsView
 from workers.enricher.tables import EnricherTables
+from workers.settings_state import SettingsState
 
 __all__ = ["SOURCE", "Enricher", "Outputs", "Position", "now_ms"]
 
@@ -88,7 +88,7 @@ class Enricher:
     tables: EnricherTables
     outputs: Outputs
     hours: HoursBook
-    settings_view: SettingsView
+    settings_view: SettingsState
     expiry: ExpiryQueues = field(default_factory=ExpiryQueues)
     counters: Counters = field(default_factory=Counters)
     # call_sids being forwarded right now: a popup and a tick must not both release one.
@@ -223,7 +223,7 @@ class Enricher:
             stage,
             count=count,
             first_ms=first_ms,
-            callback_url_configured=self.settings_view.callback_configured(
+            callback_url_configured=self.settings_view.callback_url_configured(
                 stage["customer_id"], stage["app_id"]
             ),
             within_business_hours=within,

@@ -26,10 +26,10 @@ from workers.config import Settings
 from workers.enricher.agents import Enricher, Outputs, Position, now_ms
 from workers.enricher.hours import parse_hours_book
 from workers.enricher.records import ReadError
-from workers.enricher.settings_view import SettingsView
 from workers.enricher.tables import declare_tables
 from workers.errors import RetryableError
 from workers.faust_app import catalog_topic, new_app
+from workers.settings_state import SettingsState
 
 __all__ = ["app_name", "create_app"]
 
@@ -72,7 +72,7 @@ def create_app(settings: Settings, replication: int) -> faust.App:
         enriched=catalog_topic(app, settings, MISSED_CALL_ENRICHED),
         rejected=catalog_topic(app, settings, WEBHOOK_REJECTED),
     )
-    view = SettingsView(settings)
+    view = SettingsState(settings, client_id="exopipe-enricher-settings")
     enricher = Enricher(settings.enricher, declare_tables(app), outputs, hours, view)
 
     @app.task

@@ -5,7 +5,7 @@
 - ``pending`` (call_sid): missed calls held for a late popup, until the grace period ends.
 - ``callers`` (app|caller): the rolling 24 h history of one caller to one app.
 
-Every app's settings (``exotel.settings.state``) are not a table: see ``settings_view``.
+Every app's settings (``exotel.settings.state``) are not a table: see ``workers.settings_state``.
 
 The call_sid tables are updated only from the call_sid-keyed topics (6 partitions each, like
 their changelogs); ``callers`` only from the by-caller topic. Every value carries ``p`` (its
