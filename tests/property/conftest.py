@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, settings
 
 settings.register_profile(
     "ci",
-    max_examples=150,
+    max_examples=100,
     deadline=None,
     derandomize=True,  # the same examples on every CI run: a failure is reproducible
     suppress_health_check=[HealthCheck.too_slow],

@@ -42,6 +42,13 @@ Resolver = Callable[[str, int], Awaitable[list[str]]]
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _LOOPBACK_OK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+# Special-purpose blocks that some Python patch releases' registry tables still call global
+# (3.11.7 says 192.0.0.8 is global; 3fff::/20 and site-local fec0::/10 pass is_global too):
+# refused here whatever the interpreter's tables say.
+_NEVER = tuple(
+    ipaddress.ip_network(net)
+    for net in ("192.0.0.0/24", "192.88.99.0/24", "3fff::/20", "fec0::/10", "5f00::/16")
+)
 
 
 class SsrfRefused(PermanentError):
@@ -136,6 +143,8 @@ def unwrap(address: IPAddress) -> list[IPAddress]:
 
 
 def _routable(address: IPAddress) -> bool:
+    if any(address.version == net.version and address in net for net in _NEVER):
+        return False
     return address.is_global and not (
         address.is_multicast
         or address.is_private
