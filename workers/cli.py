@@ -27,6 +27,7 @@ _COMMAND_MODULES: dict[str, str] = {
     "worker": "workers.faust_app",
     "ingress": "workers.ingress.cli",
     "settings": "workers.settings_applier.cli",
+    "demo": "workers.demo.cli",
 }
 
 Handler = Callable[[argparse.Namespace, Settings], int]

@@ -1,0 +1,103 @@
+"""``exopipe demo`` as a user runs it: a subprocess, its exit status and its printed summary."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from tests.conftest import PipelineEnv
+from workers.s3 import new_s3_client
+
+_ROW = re.compile(
+    r"^\s{2}(?P<what>[a-z][\w ()]+?)\s+(?P<expected>\d+)\s+(?P<seen>\d+)\s+(ok|MISMATCH)$"
+)
+
+
+def _rows(stdout: str) -> dict[str, tuple[int, int]]:
+    found = {}
+    for line in stdout.splitlines():
+        match = _ROW.match(line)
+        if match:
+            found[match["what"]] = (int(match["expected"]), int(match["seen"]))
+    return found
+
+
+@pytest.mark.slow
+def test_demo_runs_every_call_through_the_pipeline(pipeline_env: PipelineEnv) -> None:
+    done = subprocess.run(  # noqa: S603 - our own interpreter and module
+        [sys.executable, "-m", "workers.cli", "demo", "--calls", "6", "--rate", "10"],
+        env=pipeline_env.process_env(),
+        capture_output=True,
+        text=True,
+        timeout=150,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr[-4000:]
+    rows = _rows(done.stdout)
+    assert rows == {
+        "settings applied": (2, 2),
+        "webhooks answered 2xx": (16, 16),
+        "webhooks accepted (on Kafka)": (16, 16),
+        "missed calls enriched": (2, 2),
+        "recordings archived (sha256 ok)": (2, 2),
+        "webhooks rejected": (0, 0),
+        "recordings failed": (0, 0),
+    }
+    assert "result: all counts match" in done.stdout
+    uris = re.findall(r"s3://\S+", done.stdout)
+    assert len(uris) == 2
+    s3 = new_s3_client(pipeline_env.settings)
+    for uri in uris:
+        parts = urlsplit(uri)
+        head = s3.head_object(Bucket=parts.netloc, Key=parts.path.lstrip("/"))
+        assert head["ContentLength"] == 48 * 1024
+    # The run's secrets lived in a temp file that is gone, and never reached the output.
+    assert "secrets.json" not in done.stdout
+    assert not re.search(r"token|password", done.stdout, re.IGNORECASE)
+
+
+def _children_of(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # The parent pid is the second field after the parenthesised command name.
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.slow
+def test_sigterm_stops_every_process_the_demo_started(pipeline_env: PipelineEnv) -> None:
+    demo = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+        [sys.executable, "-m", "workers.cli", "demo", "--calls", "500", "--rate", "2"],
+        env=pipeline_env.process_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert demo.stderr is not None
+        for line in demo.stderr:
+            if "settings applied" in line:
+                break
+        children = _children_of(demo.pid)
+        assert len(children) == 4  # the ingress and three workers
+        demo.send_signal(signal.SIGTERM)
+        assert demo.wait(timeout=40) == 130
+        time.sleep(0.2)
+        assert [pid for pid in children if Path(f"/proc/{pid}").exists()] == []
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+        demo.communicate()

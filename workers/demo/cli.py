@@ -1,0 +1,54 @@
+"""``exopipe demo [--calls N] [--rate R]``: the whole pipeline on this machine, checked end to end.
+
+Prints a summary table on stdout (progress goes to stderr) and exits 0 only if every count
+matches what was simulated; 1 on a mismatch or a failed step, 130 when interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from workers.config import Settings
+
+__all__ = ["register"]
+
+
+def _positive(kind: type) -> object:
+    def parse(text: str) -> object:
+        value = kind(text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"{text} must be greater than 0")
+        return value
+
+    return parse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "demo", help="start everything, simulate calls through the pipeline, print a summary"
+    )
+    parser.add_argument("--calls", type=_positive(int), default=6, help="calls to simulate (6)")
+    parser.add_argument("--rate", type=_positive(float), default=5.0, help="calls per second (5)")
+    parser.add_argument("--apps", type=_positive(int), default=2, help="apps to spread them on (2)")
+    parser.add_argument(
+        "--timeout", type=_positive(float), default=90.0, help="seconds to wait for outputs (90)"
+    )
+    parser.add_argument(
+        "--keep-stack",
+        action="store_true",
+        help="leave stack services the demo had to start running afterwards",
+    )
+
+    def handler(args: argparse.Namespace, settings: Settings) -> int:
+        from workers.demo.run import DemoOptions, run_demo
+
+        options = DemoOptions(
+            calls=args.calls,
+            rate=args.rate,
+            apps=args.apps,
+            timeout=args.timeout,
+            keep_stack=args.keep_stack,
+        )
+        return run_demo(settings, options)
+
+    parser.set_defaults(handler=handler)

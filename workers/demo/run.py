@@ -1,0 +1,378 @@
+"""Run the demo: bring everything up, drive calls through the pipeline, check, tear down.
+
+Order: local stack (started only if down), topics, secrets, apps on the double, the ingress and
+the three workers as children, settings commands through ``exotel.settings.command`` (the
+settings worker PUTs them), calls whose webhooks the double sends to the URLs now in each app's
+settings, then a wait until every output is on Kafka. Whatever happens (failure, Ctrl-C,
+SIGTERM) the children are stopped, and stack services the demo started are stopped too unless
+``--keep-stack``. It must never stop a stack service that was already running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+import httpx
+
+from topics.catalog import SETTINGS_COMMAND
+from topics.events import make_event
+from workers.config import Settings
+from workers.demo.environment import (
+    DemoSecrets,
+    child_environment,
+    free_port,
+    new_secrets,
+    write_secrets,
+)
+from workers.demo.observe import Observed, Observer
+from workers.demo.plan import INGRESS_KIND, RECORDING_BYTES, Call, DemoPlan, make_plan
+from workers.demo.processes import Children
+from workers.demo.summary import check, render
+from workers.exotel_double.control import AsyncDoubleControl
+from workers.kafka import admin_client, produce_event, started_producer
+from workers.topic_admin import apply_catalog
+
+__all__ = ["DemoFailed", "DemoOptions", "run_demo"]
+
+WORKER_NAMES = ("settings", "archiver", "enricher")
+
+
+class DemoFailed(RuntimeError):
+    """A step of the demo could not complete; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    calls: int = 6
+    rate: float = 5.0
+    apps: int = 2
+    timeout: float = 90.0
+    keep_stack: bool = False
+
+
+class _Terminated(Exception):
+    pass
+
+
+def run_demo(settings: Settings, options: DemoOptions, out: TextIO = sys.stdout) -> int:
+    """The whole demo; returns the exit status (0 only when every count matches)."""
+    from workers.localstack.manager import SERVICES, LocalStack, StackError
+
+    def say(message: str) -> None:
+        print(f"exopipe demo: {message}", file=sys.stderr, flush=True)
+
+    # One line per request from the control client would drown the progress line.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    workdir = Path(tempfile.mkdtemp(prefix="exopipe-demo-"))
+    children = Children(workdir)
+    stack = LocalStack(settings, progress=say)
+    started_services: list[str] = []
+    keep_logs = True
+
+    def on_signal(signum: int, frame: Any) -> None:
+        raise _Terminated
+
+    # Both installed explicitly: a shell starting the demo in the background ignores SIGINT.
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        running = {s.name for s in stack.status() if s.up}
+        try:
+            endpoints = stack.up()
+        except StackError as exc:
+            say(str(exc))
+            return exc.exit_code
+        started_services = [s for s in SERVICES if s not in running and stack.pid(s) is not None]
+        status = asyncio.run(
+            _drive(settings, endpoints.env(), options, children, workdir, say, out)
+        )
+        keep_logs = status != 0
+        return status
+    except DemoFailed as exc:
+        say(f"FAILED: {exc}")
+        for child in children.started:
+            if not child.alive():
+                say(f"{child.name} exited with {child.process.returncode}:\n{child.log_tail()}")
+        return 1
+    except (KeyboardInterrupt, _Terminated):
+        say("interrupted; stopping what the demo started")
+        return 130
+    finally:
+        children.stop_all()
+        if not options.keep_stack:
+            for name in reversed(started_services):
+                stack.stop_service(name)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        (workdir / "secrets.json").unlink(missing_ok=True)
+        if keep_logs:
+            say(f"logs kept in {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+async def _drive(
+    parent: Settings,
+    stack_env: dict[str, str],
+    options: DemoOptions,
+    children: Children,
+    workdir: Path,
+    say: Any,
+    out: TextIO,
+) -> int:
+    started = time.monotonic()
+    host = parent.stack.host
+    double_url = f"http://{host}:{parent.stack.exotel_port}"
+    plan = make_plan(
+        uuid.uuid4().hex[:8], options.calls, f"{double_url}/recordings", apps=options.apps
+    )
+    found = new_secrets(plan)
+    write_secrets(workdir / "secrets.json", plan, found, host)
+    ingress_port = free_port(host)
+    # A copy of this process's environment for the children (PATH, AWS_*, the user's EXOPIPE_*),
+    # with the stack's endpoints and the demo's own choices laid over it.
+    env = child_environment(
+        dict(os.environ),
+        {
+            **stack_env,
+            "EXOPIPE_SECRETS_FILE": str(workdir / "secrets.json"),
+            "EXOPIPE_INGRESS_HOST": host,
+            "EXOPIPE_INGRESS_PORT": str(ingress_port),
+            "EXOPIPE_INGRESS_SPOOL_DIR": str(workdir / "spool"),
+            "EXOPIPE_RECORDING_ALLOW_INSECURE": "1",
+            "EXOPIPE_RECORDING_HOSTS": host,
+            "EXOPIPE_RECORDING_PORTS": str(parent.stack.exotel_port),
+        },
+    )
+    settings = Settings.from_env({k: v for k, v in env.items() if k.startswith("EXOPIPE_")})
+    say(f"run {plan.run_id}: customer {plan.customer_id}, apps {', '.join(plan.app_ids)}")
+
+    async with admin_client(settings) as admin:
+        report = await apply_catalog(
+            admin,
+            replication_override=settings.topic_replication_factor,
+            name_prefix=settings.topic_prefix,
+        )
+    say(f"topics: {len(report.created)} created, {len(report.unchanged)} already there")
+
+    observer = Observer(settings, plan.call_sids, plan.customer_id)
+    await observer.start()
+    try:
+        async with AsyncDoubleControl(double_url) as ctl:
+            for app in plan.app_ids:
+                await ctl.register_app(plan.customer_id, app, found.app_tokens[app], {})
+            sha256 = await _register_recordings(ctl, plan, found)
+            children.start("ingress", ["ingress"], env)
+            for name in WORKER_NAMES:
+                children.start(name, ["worker", name], env)
+            say(f"started ingress on :{ingress_port} and workers {', '.join(WORKER_NAMES)}")
+            ingress_url = f"http://{host}:{ingress_port}"
+            await _wait_healthy(f"{ingress_url}/healthz", children, wait_s=30.0)
+
+            await _send_settings(settings, plan, ingress_url, observer)
+            say("settings: commands produced, waiting for the settings worker to apply them")
+            await _wait(observer, children, lambda s: len(s.results) >= len(plan.app_ids), 60.0)
+            bad = [r for r in observer.seen.results.values() if r.get("outcome") != "applied"]
+            if bad:
+                outcomes = ", ".join(str(r.get("outcome")) for r in bad)
+                raise DemoFailed(f"settings commands not applied: {outcomes}")
+            urls = {app: await ctl.app_settings(plan.customer_id, app) for app in plan.app_ids}
+            say("settings applied; the double now sends webhooks to the ingress")
+
+            progress = _Progress(plan)
+            delivered = await _simulate(ctl, plan, urls, found, options.rate, observer, progress)
+            await _wait(observer, children, lambda s: _complete(plan, s), options.timeout, progress)
+            progress.finish(observer.seen)
+    finally:
+        await observer.stop()
+    rows = check(plan, observer.seen, delivered=delivered, recording_sha256=sha256)
+    print(render(plan, rows, observer.seen, time.monotonic() - started), file=out, flush=True)
+    return 0 if all(row.ok for row in rows) else 1
+
+
+async def _register_recordings(
+    ctl: AsyncDoubleControl, plan: DemoPlan, found: DemoSecrets
+) -> dict[str, str]:
+    sha256 = {}
+    for call in plan.calls:
+        if call.recording_name is not None:
+            described = await ctl.register_recording(
+                call.recording_name,
+                RECORDING_BYTES,
+                basic_auth=(found.recording_user, found.recording_password),
+            )
+            sha256[call.call_sid] = described["sha256"]
+    return sha256
+
+
+async def _wait_healthy(url: str, children: Children, wait_s: float) -> None:
+    deadline = time.monotonic() + wait_s
+    async with httpx.AsyncClient(timeout=2.0) as client:
+        while time.monotonic() < deadline:
+            _check_children(children)
+            try:
+                if (await client.get(url)).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(0.2)
+    raise DemoFailed(f"{url} did not answer within {wait_s:.0f}s")
+
+
+async def _send_settings(
+    settings: Settings, plan: DemoPlan, ingress_url: str, observer: Observer
+) -> None:
+    """One command per app pointing every webhook URL at the ingress, recording on."""
+    async with started_producer(settings) as producer:
+        for app in plan.app_ids:
+            base = f"{ingress_url}/v1/{plan.customer_id}/{app}"
+            data = {
+                "command_id": f"demo-{plan.run_id}-{app}",
+                "customer_id": plan.customer_id,
+                "app_id": app,
+                "settings": {setting: f"{base}/{kind}" for setting, kind in INGRESS_KIND.items()}
+                | {"recording_enabled": True},
+                "requested_by": "exopipe demo",
+            }
+            observer.command_ids.add(data["command_id"])
+            event = make_event(
+                SETTINGS_COMMAND,
+                data,
+                source="exopipe/demo",
+                customer_id=plan.customer_id,
+                app_id=app,
+            )
+            await produce_event(
+                producer, settings.topic(SETTINGS_COMMAND), event, f"{plan.customer_id}/{app}"
+            )
+
+
+async def _simulate(
+    ctl: AsyncDoubleControl,
+    plan: DemoPlan,
+    urls: dict[str, dict[str, Any]],
+    found: DemoSecrets,
+    rate: float,
+    observer: Observer,
+    progress: _Progress,
+) -> int:
+    """Each call at its time (``rate`` calls per second); returns the webhooks answered 2xx.
+
+    The tenant secret travels as HTTP Basic credentials added by the double (a header), so the
+    URLs in the app settings, and the records about them, never carry it.
+    """
+    token = base64.b64encode(f"{plan.customer_id}:{found.tenant_secret}".encode()).decode()
+    headers = {"Authorization": f"Basic {token}"}
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+
+    async def one(index: int, call: Call) -> int:
+        await asyncio.sleep(max(0.0, start + index / rate - loop.time()))
+        ok = 0
+        for hook in call.webhooks:
+            url = urls[call.app_id][hook.setting]
+            event = {"kind": hook.kind, "fields": hook.fields}
+            results = await ctl.emit(url, [event], headers=headers)
+            ok += sum(1 for r in results if r["status"] is not None and 200 <= r["status"] < 300)
+        progress.call_sent(observer.seen)
+        return ok
+
+    async def reader() -> None:
+        while True:
+            await observer.poll(0.2)
+            progress.update(observer.seen)
+
+    reading = asyncio.create_task(reader())
+    try:
+        sent = await asyncio.gather(*(one(i, call) for i, call in enumerate(plan.calls)))
+    finally:
+        reading.cancel()
+        try:
+            await reading
+        except asyncio.CancelledError:
+            pass
+    return sum(sent)
+
+
+def _complete(plan: DemoPlan, seen: Observed) -> bool:
+    return (
+        len(seen.webhooks) >= plan.webhook_count
+        and len(seen.enriched) >= plan.count("missed")
+        and len(seen.archived) + len(seen.failed) >= plan.count("recorded")
+    )
+
+
+async def _wait(
+    observer: Observer,
+    children: Children,
+    done: Any,
+    wait_s: float,
+    progress: _Progress | None = None,
+) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_s
+    while not done(observer.seen):
+        _check_children(children)
+        if loop.time() > deadline:
+            return
+        await observer.poll(0.5)
+        if progress is not None:
+            progress.update(observer.seen)
+
+
+def _check_children(children: Children) -> None:
+    dead = children.dead()
+    if dead:
+        names = ", ".join(f"{c.name} (exit {c.process.returncode})" for c in dead)
+        raise DemoFailed(f"a pipeline process exited: {names}")
+
+
+class _Progress:
+    """One status line on stderr, redrawn in place on a terminal."""
+
+    def __init__(self, plan: DemoPlan, stream: TextIO = sys.stderr) -> None:
+        self._plan = plan
+        self._stream = stream
+        self._sent = 0
+        self._tty = stream.isatty()
+        self._last = ""
+
+    def call_sent(self, seen: Observed) -> None:
+        self._sent += 1
+        self.update(seen)
+
+    def update(self, seen: Observed) -> None:
+        plan = self._plan
+        width = 20
+        filled = width * self._sent // max(1, len(plan.calls))
+        line = (
+            f"[{'#' * filled}{'.' * (width - filled)}] calls {self._sent}/{len(plan.calls)}"
+            f" | webhooks on Kafka {len(seen.webhooks)}/{plan.webhook_count}"
+            f" | enriched {len(seen.enriched)}/{plan.count('missed')}"
+            f" | archived {len(seen.archived)}/{plan.count('recorded')}"
+        )
+        if line == self._last:
+            return
+        self._last = line
+        if self._tty:
+            self._stream.write(f"\r{line}")
+        else:
+            self._stream.write(f"{line}\n")
+        self._stream.flush()
+
+    def finish(self, seen: Observed) -> None:
+        self.update(seen)
+        if self._tty:
+            self._stream.write("\n")
+            self._stream.flush()
