@@ -75,6 +75,9 @@ class IngressSettings:
     produce_timeout_s: float = 2.0
     # Largest webhook body accepted (413 beyond it, chunked bodies too).
     body_limit_bytes: int = 64 * 1024
+    # Seconds a whole body may take to arrive (408 beyond it): a sender trickling bytes
+    # (slowloris) must not hold a connection and a handler forever. Exotel sends in well under 1 s.
+    body_timeout_s: float = 10.0
     # How much of a refused body a rejected record keeps.
     rejected_body_bytes: int = 8 * 1024
     # Per tenant (customer): sustained requests per second and burst; 0 turns the limit off.

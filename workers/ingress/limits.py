@@ -1,12 +1,16 @@
-"""Request limits: a body size cap that stops reading early, and a per-tenant token bucket.
+"""Request limits: a body size cap that stops reading early, a deadline for the whole body, and a
+per-tenant token bucket.
 
 The body is read chunk by chunk, so a chunked body without ``Content-Length`` is refused as soon
-as it passes the cap, never buffered whole. The rate limit runs after authentication, so only
-tenants from the secrets file get a bucket (the table cannot be grown by strangers).
+as it passes the cap, never buffered whole; a body that trickles in slower than the deadline
+allows is refused too (aiohttp itself has no read timeout for a body in progress). The rate
+limit runs after authentication, so only tenants from the secrets file get a bucket (the table
+cannot be grown by strangers).
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections.abc import Callable
@@ -14,7 +18,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-__all__ = ["BodyTooLarge", "RateLimiter", "read_body"]
+__all__ = ["BodySlow", "BodyTooLarge", "RateLimiter", "read_body"]
 
 _CHUNK = 16 * 1024
 
@@ -30,23 +34,38 @@ class BodyTooLarge(Exception):
         self.size = size
 
 
-async def read_body(request: web.Request, limit: int) -> bytes:
-    """The whole body if it is at most ``limit`` bytes, else :class:`BodyTooLarge` early."""
+class BodySlow(Exception):
+    """The body did not arrive within ``timeout_s``; ``head`` is what came, ``size`` its length."""
+
+    def __init__(self, timeout_s: float, head: bytes, size: int) -> None:
+        super().__init__(f"body not received within {timeout_s} s")
+        self.timeout_s = timeout_s
+        self.head = head
+        self.size = size
+
+
+async def read_body(request: web.Request, limit: int, timeout_s: float | None = None) -> bytes:
+    """The whole body if it is at most ``limit`` bytes and arrives within ``timeout_s``; else
+    :class:`BodyTooLarge` or :class:`BodySlow`, as early as either is known."""
     declared = request.content_length
     if declared is not None and declared > limit:
         # Believe the header: no need to read a byte of a body that announces itself too big.
         raise BodyTooLarge(limit, b"", declared)
     parts: list[bytes] = []
     size = 0
-    while True:
-        chunk = await request.content.readany()
-        if not chunk:
-            break
-        size += len(chunk)
-        if size > limit:
-            parts.append(chunk)
-            raise BodyTooLarge(limit, b"".join(parts)[:limit], size)
-        parts.append(chunk)
+    try:
+        async with asyncio.timeout(timeout_s):
+            while True:
+                chunk = await request.content.readany()
+                if not chunk:
+                    break
+                size += len(chunk)
+                if size > limit:
+                    parts.append(chunk)
+                    raise BodyTooLarge(limit, b"".join(parts)[:limit], size)
+                parts.append(chunk)
+    except TimeoutError:
+        raise BodySlow(timeout_s or 0.0, b"".join(parts)[:limit], size) from None
     return b"".join(parts)
 
 

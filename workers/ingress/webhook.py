@@ -1,9 +1,10 @@
 """The webhook handler: check, read, normalize, deliver, answer; refuse with a reason otherwise.
 
 Order of checks: sender allowlist (403), secret (401), rate limit (429), kind (404), body size
-(413), shape and schema (400). 403, 401 and 429 leave no record (a counter only: a stranger must
-not be able to fill a topic); every other refusal also goes to ``exotel.webhook.rejected``. A 2xx
-means the record is acknowledged by Kafka or fsynced to the spool (see :mod:`sink`).
+(413) and body deadline (408), shape and schema (400). 403, 401 and 429 leave no record (a
+counter only: a stranger must not be able to fill a topic); every other refusal also goes to
+``exotel.webhook.rejected``. A 2xx means the record is acknowledged by Kafka or fsynced to the
+spool (see :mod:`sink`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from topics.schemas import SchemaViolation
 from workers import json_codec
 from workers.config import Settings
 from workers.ingress.auth import SenderAllowlist, authenticate, candidate_secrets
-from workers.ingress.limits import BodyTooLarge, RateLimiter, read_body
+from workers.ingress.limits import BodySlow, BodyTooLarge, RateLimiter, read_body
 from workers.ingress.metrics import IngressMetrics
 from workers.ingress.normalize import KINDS, InvalidWebhook, normalize
 from workers.ingress.payload import parse_fields
@@ -89,10 +90,13 @@ async def handle_webhook(request: web.Request, ing: Ingress) -> web.Response:
         )
     limits = ing.settings.ingress
     try:
-        body = await read_body(request, limits.body_limit_bytes)
+        body = await read_body(request, limits.body_limit_bytes, limits.body_timeout_s)
     except BodyTooLarge as exc:
         error = f"body: larger than {exc.limit} bytes"
         return await refuse(413, "body_too_large", "body", [error], body=exc.head, size=exc.size)
+    except BodySlow as exc:
+        error = f"body: not received within {exc.timeout_s} s"
+        return await refuse(408, "body_timeout", "body", [error], body=exc.head, size=exc.size)
     refuse.body = body
     try:
         fields, shape = parse_fields(
@@ -227,6 +231,6 @@ class _Refusal:
         ing.metrics.rejected.labels(reason).inc()
         ing.metrics.requests.labels(ing.metrics.kind_label(self.kind), str(status)).inc()
         response = _json(status, {"error": reason, "field": field, "errors": data["errors"]})
-        if status == 413:
-            response.force_close()  # do not read the rest of an oversized body
+        if status in (408, 413):
+            response.force_close()  # do not read the rest of an oversized or trickling body
         return response
