@@ -4,7 +4,7 @@ One agent instance (``concurrency=1``: faust's own concurrency can commit past i
 faust-streaming #606) reads with manual acks (``stream.noack()``) and runs up to
 ``EXOPIPE_RECORDING_CONCURRENCY`` archive tasks at once; reading blocks while every slot is busy,
 which bounds memory and disk. An event is acked only after its outcome record is on Kafka, and
-:class:`~workers.archiver.acks.OrderedAcks` releases acks in offset order, so the committed offset
+:class:`~workers.ordered_acks.OrderedAcks` releases acks in offset order, so the committed offset
 never passes an event whose object does not exist yet or whose failure is not recorded.
 
 If an outcome cannot be produced, the worker crashes instead of acking (the event is redelivered
@@ -20,9 +20,9 @@ from typing import Any
 
 import faust
 
-from workers.archiver.acks import OrderedAcks
 from workers.archiver.archive import Archiver
 from workers.archiver.outcomes import Outcome
+from workers.ordered_acks import OrderedAcks
 
 __all__ = ["register_archive_agent"]
 
@@ -48,7 +48,7 @@ def register_archive_agent(
     @app.agent(source, concurrency=1, name="archive-recordings")
     async def archive_recordings(stream: faust.Stream) -> None:
         manual = stream.noack()
-        acks = OrderedAcks(manual.ack)
+        acks: OrderedAcks[Any] = OrderedAcks(manual.ack)
         slots = asyncio.Semaphore(concurrency)
         running: set[asyncio.Task[None]] = set()
 
@@ -63,7 +63,7 @@ def register_archive_agent(
                     event.message.partition,
                     event.message.offset,
                 )
-                await acks.done(event)
+                await acks.done(event.message.tp, event)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -82,7 +82,7 @@ def register_archive_agent(
                     if ready is not None and not ready.is_set():
                         await ready.wait()  # once, at start: know which apps are switched off
                     await slots.acquire()
-                    acks.start(event)
+                    acks.start(event.message.tp, event)
                     task = asyncio.create_task(process(archiver, event))
                     running.add(task)
                     task.add_done_callback(running.discard)

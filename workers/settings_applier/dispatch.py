@@ -11,8 +11,9 @@ Three rules, each for a reason:
   slot and the rest of its partition keeps moving.
 * **Acks in offset order.** faust commits the highest run of consecutive acked offsets, but its
   gap check is off by one and absent before a partition's first commit (faust-streaming #606);
-  acks are therefore released strictly in offset order per partition, so the committed offset
-  can never pass a command whose final result is not on Kafka yet.
+  acks are therefore released strictly in offset order per partition
+  (:class:`~workers.ordered_acks.OrderedAcks`), so the committed offset can never pass a command
+  whose final result is not on Kafka yet.
 
 This module knows nothing of faust, Kafka or HTTP: it takes callables, so it is unit-tested alone.
 It must never ack a command before its handler returned, and never ack one whose handler raised.
@@ -22,10 +23,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
 from collections.abc import Awaitable, Callable, Hashable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
+
+from workers.ordered_acks import OrderedAcks
 
 __all__ = ["Dispatcher", "Job"]
 
@@ -41,7 +43,6 @@ class Job:
     chains: tuple[str, ...]
     payload: Any
     ack: Callable[[], Awaitable[Any]]
-    done: bool = field(default=False, compare=False)
 
 
 class Dispatcher:
@@ -57,7 +58,7 @@ class Dispatcher:
         self._handler = handler
         self._on_fatal = on_fatal
         self._pending = asyncio.Semaphore(max_pending)
-        self._partitions: dict[Hashable, deque[Job]] = {}
+        self._acks: OrderedAcks[Job] = OrderedAcks(self._ack)
         self._tails: dict[str, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._failed = False
@@ -65,12 +66,12 @@ class Dispatcher:
     @property
     def held(self) -> int:
         """Jobs submitted and not yet acked (running, waiting, or done behind an earlier one)."""
-        return sum(len(queue) for queue in self._partitions.values())
+        return self._acks.in_flight()
 
     async def submit(self, job: Job) -> None:
         """Start ``job`` once a pending slot is free (blocks the caller until then)."""
         await self._pending.acquire()
-        self._partitions.setdefault(job.tp, deque()).append(job)
+        self._acks.start(job.tp, job)
         before = [self._tails[key] for key in job.chains if key in self._tails]
         task = asyncio.create_task(self._run(job, before))
         self._tasks.add(task)
@@ -99,16 +100,11 @@ class Dispatcher:
             )
             await self._on_fatal(exc)
             return
-        job.done = True
-        await self._release(job.tp)
+        await self._acks.done(job.tp, job)  # acks the finished prefix of its partition
 
-    async def _release(self, tp: Hashable) -> None:
-        """Ack the finished prefix of ``tp``'s queue (and only that)."""
-        queue = self._partitions[tp]
-        while queue and queue[0].done:
-            head = queue.popleft()
-            await head.ack()
-            self._pending.release()
+    async def _ack(self, job: Job) -> None:
+        await job.ack()
+        self._pending.release()
 
     def _forget(self, keys: tuple[str, ...], task: asyncio.Task[None]) -> None:
         for key in keys:

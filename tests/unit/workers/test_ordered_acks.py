@@ -1,4 +1,4 @@
-"""In-order acks, and the faust commit behaviour they exist to work around."""
+"""In-order acks per partition, and the faust commit behaviour (#606) they exist to work around."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
 from faust.transport.consumer import Consumer
 from intervaltree import IntervalTree
 
-from workers.archiver.acks import OrderedAcks
+from workers.ordered_acks import OrderedAcks
 
 
 @dataclass(frozen=True)
@@ -38,12 +39,12 @@ async def test_acks_wait_for_every_earlier_offset_of_the_partition() -> None:
     e10, e11, e12 = events("p0", 10, 11, 12)
     (other,) = events("p1", 3)
     for event in (e10, e11, e12, other):
-        acks.start(event)
-    assert await acks.done(e12) == 0
-    assert await acks.done(e11) == 0
-    assert await acks.done(other) == 1  # another partition is not held back
+        acks.start(event.message.tp, event)
+    assert await acks.done("p0", e12) == 0
+    assert await acks.done("p0", e11) == 0
+    assert await acks.done("p1", other) == 1  # another partition is not held back
     assert acked == [3]
-    assert await acks.done(e10) == 3
+    assert await acks.done("p0", e10) == 3
     assert acked == [3, 10, 11, 12]
     assert acks.in_flight() == 0
 
@@ -57,11 +58,23 @@ async def test_an_unfinished_event_holds_back_everything_after_it() -> None:
     acks = OrderedAcks(ack)
     evs = events("p0", *range(5))
     for event in evs:
-        acks.start(event)
+        acks.start("p0", event)
     for event in evs[1:]:
-        await acks.done(event)
+        await acks.done("p0", event)
     assert acked == []
     assert acks.in_flight() == 5
+
+
+async def test_finishing_an_item_that_was_never_started_is_an_error() -> None:
+    async def ack(event: Ev) -> None:
+        raise AssertionError("nothing may be acked")
+
+    acks = OrderedAcks(ack)
+    (started, stranger) = events("p0", 1, 2)
+    acks.start("p0", started)
+    with pytest.raises(KeyError):
+        await acks.done("p0", stranger)
+    assert acks.in_flight() == 1
 
 
 def _faust_new_offset(committed: int | None, acked: list[int]) -> int | None:
