@@ -233,6 +233,10 @@ class Settings:
     # Prepended to every catalog topic name, to run several environments (or tests) on one
     # cluster. Empty in production: the catalog's names are the public contract.
     topic_prefix: str = ""
+    # The faust workers' /healthz, /readyz and /metrics (workers/ops_http.py); 0 turns them off,
+    # the default, since several workers on one machine would want the same port.
+    worker_http_host: str = "127.0.0.1"
+    worker_http_port: int = 0
     stack: StackSettings = field(default_factory=StackSettings)
     ingress: IngressSettings = field(default_factory=IngressSettings)
     applier: ApplierSettings = field(default_factory=ApplierSettings)

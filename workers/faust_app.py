@@ -23,6 +23,7 @@ import faust
 from topics.catalog import CATALOG, TopicSpec
 from workers.config import Settings
 from workers.kafka import admin_client
+from workers.ops_http import OpsHttp
 from workers.topic_admin import apply_catalog, effective_replication
 
 __all__ = ["WORKERS", "catalog_topic", "new_app", "register", "run_worker"]
@@ -93,7 +94,10 @@ def run_worker(name: str, settings: Settings) -> int:
     module = import_module(WORKERS[name])
     replication = asyncio.run(_prepare_topics(settings))
     app = module.create_app(settings, replication)
-    worker = faust.Worker(app, loglevel=settings.log_level.lower(), quiet=True)
+    services = []
+    if settings.worker_http_port:
+        services.append(OpsHttp(app, settings.worker_http_host, settings.worker_http_port))
+    worker = faust.Worker(app, *services, loglevel=settings.log_level.lower(), quiet=True)
     worker.execute_from_commandline()
     return 0
 
