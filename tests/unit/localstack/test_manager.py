@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import shutil
 import signal
 import socket
 import sys
@@ -245,7 +246,7 @@ def test_unknown_service_is_an_error(tmp_path: Path) -> None:
 def test_missing_java_is_one_line_and_exit_2(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr(manager.shutil, "which", lambda name: None)
+    monkeypatch.setattr(shutil, "which", lambda name: None)
     parser = argparse.ArgumentParser()
     stack_cli.register(parser.add_subparsers())
     args = parser.parse_args(["stack", "up"])
