@@ -1,4 +1,5 @@
-"""``exopipe topics apply | list``: make the broker match the catalog, or say how it differs.
+"""``exopipe topics apply | list | export``: make the broker match the catalog, say how it
+differs, or print it as deployment resources.
 
 ``apply`` creates what is missing and never alters an existing topic: a partition count, a
 replication factor or a retention that differs is reported as drift for a person to decide on,
@@ -181,6 +182,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     listing = commands.add_parser("list", help="the catalog, and each topic's state on the broker")
     listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
     listing.set_defaults(handler=_list_command)
+    export = commands.add_parser(
+        "export", help="print the catalog as deployment resources (Strimzi KafkaTopic YAML)"
+    )
+    export.add_argument("--format", choices=["strimzi"], default="strimzi")
+    export.add_argument(
+        "--cluster", default="exopipe", help="the Strimzi Kafka cluster (strimzi.io/cluster label)"
+    )
+    export.add_argument(
+        "--replicas", type=int, help="replication factor for every topic (default: the catalog's)"
+    )
+    export.set_defaults(handler=_export_command)
 
 
 def _apply_command(args: argparse.Namespace, settings: Settings) -> int:
@@ -237,6 +249,14 @@ def _list_command(args: argparse.Namespace, settings: Settings) -> int:
         )
         key = row["key"] if len(row["key"]) <= 22 else row["key"][:19] + "..."
         print(f"{row['name']:34} {row['partitions']:>5} {row['cleanup_policy']:8} {key:22} {where}")
+    return 0
+
+
+def _export_command(args: argparse.Namespace, settings: Settings) -> int:
+    from workers.strimzi import render_yaml
+
+    specs = [settings.topic(spec) for spec in CATALOG]
+    sys.stdout.write(render_yaml(specs, cluster=args.cluster, replicas=args.replicas))
     return 0
 
 
