@@ -39,6 +39,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="leave stack services the demo had to start running afterwards",
     )
 
+    parser.add_argument(
+        "--attach",
+        action="store_true",
+        help="start nothing: drive an ingress, workers and double that already run (compose)",
+    )
+    parser.add_argument("--ingress-url", help="with --attach: the ingress as the double reaches it")
+    parser.add_argument(
+        "--recording-base",
+        help="with --attach: the double's /recordings as the archiver reaches it",
+    )
+
     def handler(args: argparse.Namespace, settings: Settings) -> int:
         from workers.demo.run import DemoOptions, run_demo
 
@@ -48,6 +59,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             apps=args.apps,
             timeout=args.timeout,
             keep_stack=args.keep_stack,
+            attach=args.attach,
+            ingress_url=args.ingress_url,
+            recording_base=args.recording_base,
         )
         return run_demo(settings, options)
 

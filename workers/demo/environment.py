@@ -15,8 +15,17 @@ from pathlib import Path
 
 from workers import json_codec
 from workers.demo.plan import DemoPlan
+from workers.errors import ConfigError
+from workers.secret_store import SecretStore
 
-__all__ = ["DemoSecrets", "child_environment", "free_port", "write_secrets"]
+__all__ = [
+    "DemoSecrets",
+    "child_environment",
+    "free_port",
+    "new_secrets",
+    "secrets_from_store",
+    "write_secrets",
+]
 
 
 @dataclass(frozen=True)
@@ -36,6 +45,28 @@ def new_secrets(plan: DemoPlan) -> DemoSecrets:
         recording_user=f"demo-key-{plan.run_id}",
         recording_password=secrets.token_urlsafe(24),
     )
+
+
+def secrets_from_store(store: SecretStore, recording_host: str) -> tuple[str, DemoSecrets]:
+    """The customer and the secrets ``--attach`` uses, from an existing secrets file.
+
+    The file names one customer's apps (``exotel_apps``), that customer's ingress secret and the
+    recording host's credentials; anything missing is a :class:`ConfigError` naming it.
+    """
+    customers = sorted({customer for customer, _ in store.exotel_apps})
+    if len(customers) != 1:
+        raise ConfigError("demo --attach: the secrets file must hold the apps of one customer")
+    customer = customers[0]
+    tenant = store.tenant_secrets(customer)
+    creds = store.recording_credentials(recording_host)
+    if not tenant or creds is None:
+        raise ConfigError(
+            f"demo --attach: the secrets file needs ingress_tenants[{customer!r}] and "
+            f"recording_hosts[{recording_host!r}]"
+        )
+    tokens = {app: t.reveal() for (c, app), t in sorted(store.exotel_apps.items())}
+    found = DemoSecrets(tokens, tenant[0].reveal(), creds.username, creds.password.reveal())
+    return customer, found
 
 
 def write_secrets(path: Path, plan: DemoPlan, found: DemoSecrets, recording_host: str) -> None:

@@ -80,13 +80,25 @@ class DemoPlan:
         return frozenset(call.call_sid for call in self.calls)
 
 
-def make_plan(run_id: str, calls: int, recording_base: str, *, apps: int = 2) -> DemoPlan:
-    """``calls`` calls spread over ``apps`` apps, cycling answered, missed, recorded.
+def make_plan(
+    run_id: str,
+    calls: int,
+    recording_base: str,
+    *,
+    apps: int = 2,
+    customer_id: str | None = None,
+    app_ids: tuple[str, ...] | None = None,
+) -> DemoPlan:
+    """``calls`` calls spread over the apps, cycling answered, missed, recorded.
 
-    ``recording_base`` is where the double serves recording files (``.../recordings``).
+    ``recording_base`` is where the archiver finds the double's recording files
+    (``.../recordings``). Without ``customer_id``/``app_ids`` the run gets its own customer and
+    ``apps`` apps, so runs never share state.
     """
-    customer = f"demo-{run_id}"
-    app_ids = tuple(f"app-{i + 1}" for i in range(apps))
+    customer = customer_id or f"demo-{run_id}"
+    if app_ids is None:
+        app_ids = tuple(f"app-{i + 1}" for i in range(apps))
+    apps = len(app_ids)
     planned = []
     for i in range(calls):
         kind = CALL_KINDS[i % len(CALL_KINDS)]

@@ -23,6 +23,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -34,14 +35,17 @@ from workers.demo.environment import (
     child_environment,
     free_port,
     new_secrets,
+    secrets_from_store,
     write_secrets,
 )
 from workers.demo.observe import Observed, Observer
 from workers.demo.plan import INGRESS_KIND, RECORDING_BYTES, Call, DemoPlan, make_plan
 from workers.demo.processes import Children
 from workers.demo.summary import check, render
+from workers.exotel_double import API_PREFIX
 from workers.exotel_double.control import AsyncDoubleControl
 from workers.kafka import admin_client, produce_event, started_producer
+from workers.secret_store import SecretStore
 from workers.topic_admin import apply_catalog
 
 __all__ = ["DemoFailed", "DemoOptions", "run_demo"]
@@ -60,6 +64,9 @@ class DemoOptions:
     apps: int = 2
     timeout: float = 90.0
     keep_stack: bool = False
+    attach: bool = False
+    ingress_url: str | None = None
+    recording_base: str | None = None
 
 
 class _Terminated(Exception):
@@ -68,13 +75,20 @@ class _Terminated(Exception):
 
 def run_demo(settings: Settings, options: DemoOptions, out: TextIO = sys.stdout) -> int:
     """The whole demo; returns the exit status (0 only when every count matches)."""
-    from workers.localstack.manager import SERVICES, LocalStack, StackError
 
     def say(message: str) -> None:
         print(f"exopipe demo: {message}", file=sys.stderr, flush=True)
 
     # One line per request from the control client would drown the progress line.
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    if options.attach:
+        try:
+            return asyncio.run(_drive_attached(settings, options, say, out))
+        except DemoFailed as exc:
+            say(f"FAILED: {exc}")
+            return 1
+    from workers.localstack.manager import SERVICES, LocalStack, StackError
+
     workdir = Path(tempfile.mkdtemp(prefix="exopipe-demo-"))
     children = Children(workdir)
     stack = LocalStack(settings, progress=say)
@@ -122,6 +136,17 @@ def run_demo(settings: Settings, options: DemoOptions, out: TextIO = sys.stdout)
             shutil.rmtree(workdir, ignore_errors=True)
 
 
+@dataclass(frozen=True)
+class _Target:
+    """Where this run's pipeline is and what it needs to drive it."""
+
+    settings: Settings
+    plan: DemoPlan
+    found: DemoSecrets
+    ingress_url: str
+    double_url: str
+
+
 async def _drive(
     parent: Settings,
     stack_env: dict[str, str],
@@ -131,12 +156,11 @@ async def _drive(
     say: Any,
     out: TextIO,
 ) -> int:
-    started = time.monotonic()
+    """Local mode: secrets and ports of our own, the ingress and workers as children."""
     host = parent.stack.host
     double_url = f"http://{host}:{parent.stack.exotel_port}"
-    plan = make_plan(
-        uuid.uuid4().hex[:8], options.calls, f"{double_url}/recordings", apps=options.apps
-    )
+    run_id = uuid.uuid4().hex[:8]
+    plan = make_plan(run_id, options.calls, f"{double_url}/recordings", apps=options.apps)
     found = new_secrets(plan)
     write_secrets(workdir / "secrets.json", plan, found, host)
     ingress_port = free_port(host)
@@ -156,8 +180,40 @@ async def _drive(
         },
     )
     settings = Settings.from_env({k: v for k, v in env.items() if k.startswith("EXOPIPE_")})
-    say(f"run {plan.run_id}: customer {plan.customer_id}, apps {', '.join(plan.app_ids)}")
+    await _apply_topics(settings, say)
+    children.start("ingress", ["ingress"], env)
+    for name in WORKER_NAMES:
+        children.start(name, ["worker", name], env)
+    say(f"started ingress on :{ingress_port} and workers {', '.join(WORKER_NAMES)}")
+    target = _Target(settings, plan, found, f"http://{host}:{ingress_port}", double_url)
+    return await _exercise(target, options, children, say, out)
 
+
+async def _drive_attached(settings: Settings, options: DemoOptions, say: Any, out: TextIO) -> int:
+    """``--attach``: the ingress, workers and double already run (docker compose); drive them.
+
+    The double is the one ``EXOPIPE_EXOTEL_BASE_URL`` names, secrets come from
+    ``EXOPIPE_SECRETS_FILE``, and ``--recording-base`` is where the *archiver* finds the
+    double's recordings (it may see the double under another address than this process does).
+    """
+    double_url = settings.exotel_base_url.removesuffix(API_PREFIX).rstrip("/")
+    ingress_url = options.ingress_url or f"http://{settings.ingress.host}:{settings.ingress.port}"
+    recording_base = options.recording_base or f"{double_url}/recordings"
+    recording_host = urlsplit(recording_base).hostname or ""
+    customer, found = secrets_from_store(SecretStore.load(settings.secrets_file), recording_host)
+    plan = make_plan(
+        uuid.uuid4().hex[:8],
+        options.calls,
+        recording_base,
+        customer_id=customer,
+        app_ids=tuple(found.app_tokens),
+    )
+    await _apply_topics(settings, say)
+    target = _Target(settings, plan, found, ingress_url.rstrip("/"), double_url)
+    return await _exercise(target, options, Children(Path(".")), say, out)
+
+
+async def _apply_topics(settings: Settings, say: Any) -> None:
     async with admin_client(settings) as admin:
         report = await apply_catalog(
             admin,
@@ -166,26 +222,29 @@ async def _drive(
         )
     say(f"topics: {len(report.created)} created, {len(report.unchanged)} already there")
 
+
+async def _exercise(
+    target: _Target, options: DemoOptions, children: Children, say: Any, out: TextIO
+) -> int:
+    """Settings through the pipeline, then the calls, then the verdict."""
+    started = time.monotonic()
+    settings, plan, found = target.settings, target.plan, target.found
+    say(f"run {plan.run_id}: customer {plan.customer_id}, apps {', '.join(plan.app_ids)}")
     observer = Observer(settings, plan.call_sids, plan.customer_id)
     await observer.start()
     try:
-        async with AsyncDoubleControl(double_url) as ctl:
+        async with AsyncDoubleControl(target.double_url) as ctl:
             for app in plan.app_ids:
                 await ctl.register_app(plan.customer_id, app, found.app_tokens[app], {})
             sha256 = await _register_recordings(ctl, plan, found)
-            children.start("ingress", ["ingress"], env)
-            for name in WORKER_NAMES:
-                children.start(name, ["worker", name], env)
-            say(f"started ingress on :{ingress_port} and workers {', '.join(WORKER_NAMES)}")
-            ingress_url = f"http://{host}:{ingress_port}"
-            await _wait_healthy(f"{ingress_url}/healthz", children, wait_s=30.0)
+            await _wait_healthy(f"{target.ingress_url}/healthz", children, wait_s=60.0)
 
-            await _send_settings(settings, plan, ingress_url, observer)
+            await _send_settings(settings, plan, target.ingress_url, observer)
             say("settings: commands produced, waiting for the settings worker to apply them")
-            await _wait(observer, children, lambda s: len(s.results) >= len(plan.app_ids), 60.0)
+            await _wait(observer, children, lambda s: len(s.results) >= len(plan.app_ids), 90.0)
             bad = [r for r in observer.seen.results.values() if r.get("outcome") != "applied"]
-            if bad:
-                outcomes = ", ".join(str(r.get("outcome")) for r in bad)
+            if len(observer.seen.results) < len(plan.app_ids) or bad:
+                outcomes = ", ".join(str(r.get("outcome")) for r in bad) or "no result"
                 raise DemoFailed(f"settings commands not applied: {outcomes}")
             urls = {app: await ctl.app_settings(plan.customer_id, app) for app in plan.app_ids}
             say("settings applied; the double now sends webhooks to the ingress")

@@ -101,3 +101,51 @@ def test_sigterm_stops_every_process_the_demo_started(pipeline_env: PipelineEnv)
         if demo.poll() is None:
             demo.kill()
         demo.communicate()
+
+
+@pytest.mark.slow
+def test_attach_drives_a_pipeline_that_already_runs(
+    pipeline_env: PipelineEnv, tmp_path: Path
+) -> None:
+    """What docker compose's demo service does: ingress and workers started by someone else."""
+    from workers.demo.environment import free_port
+    from workers.demo.processes import Children
+
+    settings = pipeline_env.settings
+    host = settings.stack.host
+    secrets = tmp_path / "secrets.json"
+    secrets.write_text(
+        '{"exotel_apps": {"acme/sales": "t-sales", "acme/support": "t-support"},'
+        ' "ingress_tenants": {"acme": "tenant-secret"},'
+        f' "recording_hosts": {{"{host}": {{"username": "u", "password": "p"}}}}}}'
+    )
+    port = free_port(host)
+    env = pipeline_env.with_vars(
+        EXOPIPE_SECRETS_FILE=str(secrets),
+        EXOPIPE_INGRESS_PORT=str(port),
+        EXOPIPE_INGRESS_SPOOL_DIR=str(tmp_path / "spool"),
+        EXOPIPE_RECORDING_ALLOW_INSECURE="1",
+        EXOPIPE_RECORDING_HOSTS=host,
+        EXOPIPE_RECORDING_PORTS=str(settings.stack.exotel_port),
+    ).process_env()
+    children = Children(tmp_path)
+    try:
+        children.start("ingress", ["ingress"], env)
+        for name in ("settings", "archiver", "enricher"):
+            children.start(name, ["worker", name], env)
+        done = subprocess.run(  # noqa: S603 - our own interpreter and module
+            [sys.executable, "-m", "workers.cli", "demo", "--attach", "--calls", "3"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=150,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr[-4000:]
+        rows = _rows(done.stdout)
+        assert rows["settings applied"] == (2, 2)
+        assert rows["webhooks accepted (on Kafka)"] == (8, 8)
+        assert rows["recordings archived (sha256 ok)"] == (1, 1)
+        assert "customer acme" in done.stdout
+        assert all(child.alive() for child in children.started)  # attach stops nothing
+    finally:
+        children.stop_all()
