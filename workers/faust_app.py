@@ -26,7 +26,7 @@ from workers.kafka import admin_client
 from workers.ops_http import OpsHttp
 from workers.topic_admin import apply_catalog, effective_replication
 
-__all__ = ["WORKERS", "catalog_topic", "new_app", "register", "run_worker"]
+__all__ = ["WORKERS", "catalog_topic", "new_app", "raw_topic", "register", "run_worker"]
 
 log = logging.getLogger(__name__)
 
@@ -60,17 +60,28 @@ def new_app(worker_name: str, settings: Settings, replication: int, **overrides:
     return faust.App(f"{settings.topic_prefix}exopipe-{worker_name}", **options)
 
 
-def catalog_topic(app: faust.App, settings: Settings, spec: TopicSpec) -> Any:
-    """A catalog topic as raw bytes: values are CloudEvents parsed by ``topics.events``."""
-    resolved = settings.topic(spec)
+def raw_topic(
+    app: faust.App, name: str, *, partitions: int, key_type: type = bytes, **options: Any
+) -> Any:
+    """A topic whose keys and values stay raw bytes both ways (faust's codecs never run).
+
+    ``options`` go to ``app.topic`` as is (``internal``, ``compacting``, ...).
+    """
     return app.topic(
-        resolved.name,
-        key_type=bytes,
+        name,
+        key_type=key_type,
         value_type=bytes,
         key_serializer="raw",
         value_serializer="raw",
-        partitions=resolved.partitions,
+        partitions=partitions,
+        **options,
     )
+
+
+def catalog_topic(app: faust.App, settings: Settings, spec: TopicSpec) -> Any:
+    """A catalog topic as raw bytes: values are CloudEvents parsed by ``topics.events``."""
+    resolved = settings.topic(spec)
+    return raw_topic(app, resolved.name, partitions=resolved.partitions)
 
 
 async def _prepare_topics(settings: Settings) -> int:

@@ -38,7 +38,7 @@ from workers.enricher.records import (
     stage_message,
 )
 from workers.enricher.rejects import rejected_event
-from workers.enricher.tables import EnricherTables
+from workers.enricher.tables import EnricherTables, JsonTable
 from workers.settings_state import SettingsState
 
 __all__ = ["SOURCE", "Enricher", "Outputs", "Position", "now_ms"]
@@ -102,9 +102,8 @@ class Enricher:
         except ReadError as exc:
             await self.reject(value, exc, "incoming_call", where)
             return
-        due = now_ms() + int(self.config.popup_ttl_seconds * 1000)
-        self.tables.popups.set(call.call_sid, {"ms": call.at_ms, "p": where.partition, "due": due})
-        self.expiry.push(where.partition, due, self.tables.popups.name, call.call_sid)
+        popup = {"ms": call.at_ms, "p": where.partition}
+        self.keep(self.tables.popups, call.call_sid, popup, self.config.popup_ttl_seconds, where)
         held = self.tables.pending.get(call.call_sid)
         if held is not None and call.call_sid not in self.in_flight:
             self.counters.released_late += 1
@@ -124,9 +123,8 @@ class Enricher:
             return
         if first_at is None:
             seen["ids"][call.event_id] = where.token()
-            seen["due"] = now_ms() + int(self.config.dedupe_ttl_seconds * 1000)
-            self.tables.handled.set(call.call_sid, seen)
-            self.expiry.push(where.partition, seen["due"], self.tables.handled.name, call.call_sid)
+            ttl = self.config.dedupe_ttl_seconds
+            self.keep(self.tables.handled, call.call_sid, seen, ttl, where)
         popup = self.tables.popups.get(call.call_sid)
         if popup is not None or self.config.grace_seconds <= 0:
             await self.forward(call, None if popup is None else popup["ms"])
@@ -134,10 +132,19 @@ class Enricher:
         # No popup yet: hold the call for the grace period (see the README's out-of-order rule).
         held = self.tables.pending.get(call.call_sid) or {"calls": {}, "p": where.partition}
         held["calls"][call.event_id] = call.to_dict()
-        held["due"] = now_ms() + int(self.config.grace_seconds * 1000)
-        self.tables.pending.set(call.call_sid, held)
-        self.expiry.push(where.partition, held["due"], self.tables.pending.name, call.call_sid)
+        self.keep(self.tables.pending, call.call_sid, held, self.config.grace_seconds, where)
         self.counters.held += 1
+
+    def keep(
+        self, table: JsonTable, key: str, value: dict[str, Any], ttl: float, where: Position
+    ) -> None:
+        """Store ``value`` for ``ttl`` seconds: stamp its ``due``, queue its expiry.
+
+        The expiry queue is ``where``'s partition: only the owner of that partition ticks it.
+        """
+        value["due"] = now_ms() + int(ttl * 1000)
+        table.set(key, value)
+        self.expiry.push(where.partition, value["due"], table.name, key)
 
     async def release(self, call_sid: str, held: dict[str, Any], popup_ms: int | None) -> None:
         """Forward held calls, then forget them (forward first: a crash repeats, never loses)."""
@@ -208,11 +215,8 @@ class Enricher:
             return
         if result.status == "new":
             history["entries"] = result.entries
-            history["due"] = now_ms() + int(
-                (self.config.repeat_window_seconds + self.config.late_slack_seconds) * 1000
-            )
-            self.tables.callers.set(key, history)
-            self.expiry.push(where.partition, history["due"], self.tables.callers.name, key)
+            ttl = self.config.repeat_window_seconds + self.config.late_slack_seconds
+            self.keep(self.tables.callers, key, history, ttl, where)
         await self.emit(stage, result.count, result.first_ms, result.enriched_at, where)
 
     async def emit(

@@ -28,7 +28,7 @@ from workers.enricher.hours import parse_hours_book
 from workers.enricher.records import ReadError
 from workers.enricher.tables import declare_tables
 from workers.errors import RetryableError
-from workers.faust_app import catalog_topic, new_app
+from workers.faust_app import catalog_topic, new_app, raw_topic
 from workers.settings_state import SettingsState
 
 __all__ = ["app_name", "create_app"]
@@ -43,14 +43,8 @@ def app_name(settings: Settings) -> str:
 
 
 def _internal_topic(app: faust.App, suffix: str) -> Any:
-    return app.topic(
-        f"{app.conf.id}-{suffix}",
-        key_type=str,
-        value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
-        partitions=CALL_PARTITIONS,
-        internal=True,
+    return raw_topic(
+        app, f"{app.conf.id}-{suffix}", key_type=str, partitions=CALL_PARTITIONS, internal=True
     )
 
 
@@ -93,25 +87,17 @@ def create_app(settings: Settings, replication: int) -> faust.App:
             reason = ReadError(f"enricher failed on this record: {exc!r}")
             await enricher.reject(event.value, reason, kind, where)
 
-    @app.agent(incoming, name="popups")
-    async def popups(stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            await guarded(enricher.on_popup, "incoming_call", event)
+    def agent(topic: Any, name: str, handler: Handler, kind: str) -> None:
+        async def each_event(stream: faust.StreamT) -> None:
+            async for event in stream.events():
+                await guarded(handler, kind, event)
 
-    @app.agent(missed, name="missed-calls")
-    async def missed_calls(stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            await guarded(enricher.on_missed, "missed_call", event)
+        app.agent(topic, name=name)(each_event)
 
-    @app.agent(by_caller, name="repeat-counts")
-    async def repeat_counts(stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            await guarded(enricher.on_stage, "", event)
-
-    @app.agent(ticks, name="ticks")
-    async def tick_agent(stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            await guarded(enricher.on_tick, "tick", event)
+    agent(incoming, "popups", enricher.on_popup, "incoming_call")
+    agent(missed, "missed-calls", enricher.on_missed, "missed_call")
+    agent(by_caller, "repeat-counts", enricher.on_stage, "")
+    agent(ticks, "ticks", enricher.on_tick, "tick")
 
     owned: set[int] = set()
 

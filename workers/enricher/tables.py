@@ -22,6 +22,7 @@ import faust
 
 from topics.catalog import CALL_PARTITIONS
 from workers import json_codec
+from workers.faust_app import raw_topic
 
 __all__ = ["EnricherTables", "JsonTable", "declare_tables"]
 
@@ -67,12 +68,10 @@ def _table(app: faust.App, name: str, help_text: str) -> JsonTable:
     # The changelog is declared here so that keys and values are raw bytes both when written
     # and when a restarted worker reads them back (faust would otherwise decode them as JSON
     # with its own codec). Compacted, like faust's own changelogs; same width as the inputs.
-    changelog = app.topic(
+    changelog = raw_topic(
+        app,
         f"{app.conf.id}-{name}-changelog",
         key_type=str,
-        value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
         partitions=CALL_PARTITIONS,
         compacting=True,
         acks=False,

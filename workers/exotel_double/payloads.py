@@ -28,23 +28,37 @@ IST = timezone(timedelta(hours=5, minutes=30), "IST")
 Timestamp = datetime | str | None
 
 
-def incoming_call_payload(
-    *,
-    call_sid: str = "call_123",
-    from_: str = "+919876543210",
-    to: str = "sip:user@app.exotel.com",
-    timestamp: Timestamp = None,
-    extra: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """The popup webhook (``event: incoming_call``) POSTed to ``popup_url``."""
-    return {
-        "event": "incoming_call",
-        "call_sid": call_sid,
-        "from": from_,
-        "to": to,
-        "timestamp": _stamp(timestamp),
-        **(extra or {}),
-    }
+def _call_payload(event: str, doc: str) -> Callable[..., dict[str, Any]]:
+    """The builder of a call webhook: the popup and the missed call carry the same fields."""
+
+    def build(
+        *,
+        call_sid: str = "call_123",
+        from_: str = "+919876543210",
+        to: str = "sip:user@app.exotel.com",
+        timestamp: Timestamp = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        return {
+            "event": event,
+            "call_sid": call_sid,
+            "from": from_,
+            "to": to,
+            "timestamp": _stamp(timestamp),
+            **(extra or {}),
+        }
+
+    build.__name__ = build.__qualname__ = f"{event}_payload"
+    build.__doc__ = doc
+    return build
+
+
+incoming_call_payload = _call_payload(
+    "incoming_call", "The popup webhook (``event: incoming_call``) POSTed to ``popup_url``."
+)
+missed_call_payload = _call_payload(
+    "missed_call", "The missed-call notification POSTed to ``missed_call_url``."
+)
 
 
 def recording_ready_payload(
@@ -61,25 +75,6 @@ def recording_ready_payload(
         "call_sid": call_sid,
         "recording_url": recording_url,
         "duration": duration,
-        "timestamp": _stamp(timestamp),
-        **(extra or {}),
-    }
-
-
-def missed_call_payload(
-    *,
-    call_sid: str = "call_123",
-    from_: str = "+919876543210",
-    to: str = "sip:user@app.exotel.com",
-    timestamp: Timestamp = None,
-    extra: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """The missed-call notification POSTed to ``missed_call_url``."""
-    return {
-        "event": "missed_call",
-        "call_sid": call_sid,
-        "from": from_,
-        "to": to,
         "timestamp": _stamp(timestamp),
         **(extra or {}),
     }

@@ -23,6 +23,8 @@ __all__ = [
 ]
 
 # Order as in the spec's request body and responses; responses are rendered in this order.
+# Not imported from workers.exotel_client on purpose: the double checks the client against the
+# spec, so a field the client wrongly adds or drops must be refused here, not shared.
 SETTINGS_FIELDS: tuple[str, ...] = (
     "popup_url",
     "missed_call_url",
