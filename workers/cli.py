@@ -28,6 +28,7 @@ _COMMAND_MODULES: dict[str, str] = {
     "ingress": "workers.ingress.cli",
     "settings": "workers.settings_applier.cli",
     "demo": "workers.demo.cli",
+    "dlq": "workers.dlq.cli",
 }
 
 Handler = Callable[[argparse.Namespace, Settings], int]
