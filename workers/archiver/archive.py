@@ -5,7 +5,9 @@ deterministic key (an object carrying our sha256 metadata means it is archived a
 downloaded or written again); abort stale multipart uploads of the key (left by a crashed
 attempt); download to a temp file while hashing; multipart-upload it with full metadata. Transient
 failures repeat the whole attempt through ``workers.retry``; permanent ones become a ``failed``
-outcome at once.
+outcome at once. When the attempts run out on our own object store being unavailable, the event
+is not dead-lettered: the recording is not at fault, so the worker keeps trying (its partition
+waits, and its lag shows it) until the store is back.
 
 This module must never raise for a bad event or a failed archive (it returns the ``failed``
 outcome instead), and never let a temp file outlive its attempt.
@@ -32,7 +34,7 @@ from workers.archiver import outcomes
 from workers.archiver.fetch import Fetcher
 from workers.archiver.keys import object_key, source_url
 from workers.archiver.outcomes import Outcome
-from workers.archiver.store import RecordingStore, StoredObject
+from workers.archiver.store import RecordingStore, StoredObject, StoreUnavailable
 from workers.errors import PermanentError
 from workers.retry import RetriesExhausted, RetryPolicy, retry_async
 
@@ -84,15 +86,25 @@ class Archiver:
                 permanent=True, attempts=0,
             )  # fmt: skip
         attempts = 0
+        spent = 0  # attempts of earlier rounds that ended on an unavailable store
 
         async def attempt(number: int) -> Outcome:
             nonlocal attempts
-            attempts = number
+            attempts = spent + number
             return await self._archive_once(event.id, data, key)
 
         what = f"archiving {data['call_sid']} from {source_url(data['recording_url'])}"
         try:
-            return await retry_async(attempt, self.policy, what=what)
+            while True:
+                try:
+                    return await retry_async(attempt, self.policy, what=what)
+                except RetriesExhausted as exc:
+                    if not isinstance(exc.last, StoreUnavailable):
+                        raise
+                    # Dead-lettering here would lose a good recording to our own outage.
+                    spent = attempts
+                    log.warning("%s: object store unavailable, trying again: %s", what, exc.last)
+                    await asyncio.sleep(self.policy.max_delay)
         except PermanentError as exc:
             reason = getattr(exc, "reason", "permanent")
             log.warning("%s failed permanently (%s): %s", what, reason, exc)
@@ -104,7 +116,7 @@ class Archiver:
             log.warning("%s gave up: %s", what, exc)
             return outcomes.failed(
                 original, outcome="failed", reason="retries_exhausted", detail=str(exc.last),
-                permanent=False, attempts=exc.attempts,
+                permanent=False, attempts=attempts,
             )  # fmt: skip
 
     async def _archive_once(self, event_id: str, data: dict[str, Any], key: str) -> Outcome:

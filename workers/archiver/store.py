@@ -29,7 +29,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from workers.errors import ConfigError, RetryableError
 
-__all__ = ["MIN_PART_SIZE", "RecordingStore", "StoredObject", "UploadCancelled"]
+__all__ = ["MIN_PART_SIZE", "RecordingStore", "StoreUnavailable", "StoredObject", "UploadCancelled"]
 
 MIN_PART_SIZE = 5 * 1024 * 1024
 
@@ -157,5 +157,10 @@ class RecordingStore:
             pass
 
 
+class StoreUnavailable(RetryableError):
+    """Our object store failed a call: the recording is not at fault, so this never spends the
+    recording's attempts (see :meth:`workers.archiver.archive.Archiver.handle`)."""
+
+
 def _retryable(what: str, key: str, exc: Exception) -> RetryableError:
-    return RetryableError(f"S3 {what} {key}: {type(exc).__name__}: {exc}")
+    return StoreUnavailable(f"S3 {what} {key}: {type(exc).__name__}: {exc}")
