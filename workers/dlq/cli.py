@@ -116,6 +116,8 @@ async def _replay_async(args: argparse.Namespace, settings: Settings) -> int:
             for key, event in planned:
                 await produce_event(producer, target, event, key)
     for key, event in planned:
-        print(f"{verb} {key} -> {target.name} (replaycount {event.extensions['replaycount']})")
+        # Commands are named by their (new) command id, recordings by their call_sid.
+        name = event.data.get("command_id", key) if isinstance(event.data, dict) else key
+        print(f"{verb} {name} -> {target.name} (replaycount {event.extensions['replaycount']})")
     print(f"{len(planned)} {verb}, {problems} could not be")
     return 1 if problems else 0
