@@ -25,6 +25,7 @@ __all__ = [
     "format_time",
     "make_event",
     "parse_event",
+    "parse_time",
 ]
 
 SPEC_VERSION = "1.0"
@@ -82,6 +83,15 @@ def format_time(moment: datetime) -> str:
     utc = moment.astimezone(UTC)
     # %Y does not zero-pad years below 1000 on glibc; RFC 3339 wants four digits.
     return f"{utc.year:04d}" + utc.strftime("-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
+def parse_time(text: str) -> datetime:
+    """An ISO 8601 timestamp as an aware UTC datetime (a missing zone is taken as UTC).
+
+    Reads what :func:`format_time` writes, and any offset; raises ``ValueError`` otherwise.
+    """
+    moment = datetime.fromisoformat(text)
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def deterministic_id(*parts: str) -> str:

@@ -8,8 +8,9 @@ so a replayed or redelivered event lands on the same key (at most one object per
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
 from urllib.parse import urlsplit
+
+from topics.events import parse_time
 
 __all__ = ["AUDIO_EXTENSIONS", "extension_for", "object_key", "safe_segment", "source_url"]
 
@@ -35,10 +36,7 @@ def extension_for(recording_url: str) -> str:
 def object_key(
     *, prefix: str, customer_id: str, app_id: str, call_sid: str, timestamp: str, url: str
 ) -> str:
-    moment = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    day = moment.astimezone(UTC).strftime("%Y-%m-%d")
+    day = parse_time(timestamp).strftime("%Y-%m-%d")
     return (
         f"{prefix.strip('/')}/customer_id={safe_segment(customer_id)}"
         f"/app_id={safe_segment(app_id)}/date={day}"

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from topics.catalog import TopicSpec
-from topics.events import InvalidEvent, format_time, parse_event
+from topics.events import InvalidEvent, format_time, parse_event, parse_time
 from topics.schemas import SchemaViolation
 from workers.enricher.callee import describe_callee
 from workers.enricher.numbers import caller_key, describe_number
@@ -23,7 +23,6 @@ __all__ = [
     "ReadError",
     "enriched_data",
     "from_ms",
-    "parse_time",
     "read_call",
     "stage_message",
 ]
@@ -55,12 +54,6 @@ class CallEvent:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def parse_time(text: str) -> datetime:
-    """An ISO 8601 timestamp as an aware UTC datetime (a missing zone is taken as UTC)."""
-    moment = datetime.fromisoformat(text)
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def from_ms(ms: int) -> datetime:

@@ -5,7 +5,14 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from topics.catalog import SETTINGS_COMMAND, SETTINGS_RESULT
-from topics.events import InvalidEvent, deterministic_id, format_time, make_event, parse_event
+from topics.events import (
+    InvalidEvent,
+    deterministic_id,
+    format_time,
+    make_event,
+    parse_event,
+    parse_time,
+)
 from topics.schemas import SchemaViolation
 from workers import json_codec
 
@@ -88,3 +95,13 @@ def test_format_time_is_utc_with_milliseconds() -> None:
     assert format_time(datetime(2024, 1, 1, tzinfo=UTC)) == "2024-01-01T00:00:00.000Z"
     with pytest.raises(ValueError):
         format_time(datetime(2024, 1, 1))
+
+
+def test_parse_time_reads_what_format_time_writes_and_any_offset() -> None:
+    moment = datetime(2024, 6, 15, 10, 30, 0, 123000, tzinfo=UTC)
+    assert parse_time(format_time(moment)) == moment
+    assert parse_time("2024-06-15T16:00:00.123+05:30") == moment
+    naive = parse_time("2024-06-15T10:30:00.123")
+    assert naive == moment and naive.tzinfo is UTC
+    with pytest.raises(ValueError):
+        parse_time("yesterday")
