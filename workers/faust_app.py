@@ -25,6 +25,7 @@ from workers.config import Settings
 from workers.kafka import admin_client
 from workers.ops_http import OpsHttp
 from workers.topic_admin import apply_catalog, effective_replication
+from workers.worker_metrics import PrometheusSensor
 
 __all__ = ["WORKERS", "catalog_topic", "new_app", "raw_topic", "register", "run_worker"]
 
@@ -105,6 +106,7 @@ def run_worker(name: str, settings: Settings) -> int:
     module = import_module(WORKERS[name])
     replication = asyncio.run(_prepare_topics(settings))
     app = module.create_app(settings, replication)
+    app.sensors.add(PrometheusSensor(app, name))
     services = []
     if settings.worker_http_port:
         services.append(OpsHttp(app, settings.worker_http_host, settings.worker_http_port))
