@@ -8,13 +8,14 @@ errors into one clear line and exit status 2.
 from __future__ import annotations
 
 import argparse
-import logging
+import logging.config
 import sys
 from collections.abc import Callable, Sequence
 from importlib import import_module
 
 from workers.config import Settings
 from workers.errors import ConfigError
+from workers.logs import logging_config
 
 __all__ = ["main"]
 
@@ -54,10 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(args_list)
     try:
         settings = Settings.from_env()
-        logging.basicConfig(
-            level=settings.log_level.upper(),
-            format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        )
+        logging.config.dictConfig(logging_config(settings))
         handler: Handler = args.handler
         return handler(args, settings)
     except ConfigError as exc:

@@ -228,6 +228,8 @@ class Settings:
     secrets_file: Path | None = None
     # Python log level of every process.
     log_level: str = "INFO"
+    # "text" (for people) or "json" (one JSON object per line, for log shippers): workers/logs.py.
+    log_format: str = "text"
     # Topics are declared with a production replication factor; apply caps it at the broker count.
     topic_replication_factor: int | None = None
     # Prepended to every catalog topic name, to run several environments (or tests) on one

@@ -23,6 +23,7 @@ import faust
 from topics.catalog import CATALOG, TopicSpec
 from workers.config import Settings
 from workers.kafka import admin_client
+from workers.logs import logging_config
 from workers.ops_http import OpsHttp
 from workers.topic_admin import apply_catalog, effective_replication
 from workers.worker_metrics import PrometheusSensor
@@ -110,7 +111,13 @@ def run_worker(name: str, settings: Settings) -> int:
     services = []
     if settings.worker_http_port:
         services.append(OpsHttp(app, settings.worker_http_host, settings.worker_http_port))
-    worker = faust.Worker(app, *services, loglevel=settings.log_level.lower(), quiet=True)
+    worker = faust.Worker(
+        app,
+        *services,
+        loglevel=settings.log_level.lower(),
+        logging_config=logging_config(settings),
+        quiet=True,
+    )
     worker.execute_from_commandline()
     return 0
 
