@@ -13,11 +13,18 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from prometheus_client import Counter
+
 from workers.errors import RetryableError
 
 __all__ = ["RetryPolicy", "RetriesExhausted", "retry_async"]
 
 log = logging.getLogger(__name__)
+
+# Process-wide counts for /metrics (each process is one worker, so the scrape target says which);
+# no label: ``what`` names calls and URLs, which must never become label values.
+RETRIES = Counter("exopipe_retries", "Retryable failures that were retried.")
+EXHAUSTED = Counter("exopipe_retries_exhausted", "Operations that ran out of attempts.")
 T = TypeVar("T")
 
 
@@ -63,7 +70,9 @@ async def retry_async(
             return await operation(attempt)
         except RetryableError as exc:
             if attempt >= policy.max_attempts:
+                EXHAUSTED.inc()
                 raise RetriesExhausted(attempt, exc) from exc
+            RETRIES.inc()
             wait = policy.delay(attempt, exc.retry_after, rng=rng)
             log.warning(
                 "%s failed (attempt %d, %d retries remaining), retrying in %.2fs: %s",

