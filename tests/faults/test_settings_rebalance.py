@@ -1,0 +1,97 @@
+"""A second settings worker joins during load and then leaves (SIGTERM): partitions move twice,
+yet every command has exactly one result, all ``applied``, and per app the results and the PUTs
+keep command order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+from tests.conftest import PipelineEnv
+from tests.integration.settings_applier import conftest as settings_fixtures
+from tests.integration.settings_applier.conftest import (
+    Apps,
+    Worker,
+    by_command,
+    command_event,
+    results,
+    send_commands,
+)
+from workers.exotel_double.control import AsyncDoubleControl
+
+# The settings worker's own fixtures (an in-process double per test: faults touch no one else).
+double = settings_fixtures.double
+ctl = settings_fixtures.ctl
+apps = settings_fixtures.apps
+settings_env = settings_fixtures.settings_env
+start_worker = settings_fixtures.start_worker
+
+APPS = 20
+PER_APP = 16
+ROUND_S = 2.0
+
+
+async def _wait_for_results(env: PipelineEnv, count: int, deadline: float) -> None:
+    while len(await results(env, count, wait_seconds=1)) < count:
+        assert time.monotonic() < deadline, f"fewer than {count} results in time"
+
+
+async def test_a_worker_joins_and_leaves_during_load(
+    settings_env: PipelineEnv,
+    apps: Apps,
+    ctl: AsyncDoubleControl,
+    start_worker: Callable[..., Worker],
+    unique: Callable[[str], str],
+) -> None:
+    customer = unique("cust")
+    names = [unique("app") for _ in range(APPS)]
+    for name in names:
+        await apps.add(customer, name)
+    await ctl.set_latency(50)  # calls overlap, so order would break if it were not enforced
+    commands = [
+        command_event(customer, name, {"popup_url": f"https://h.example.com/{name}/{i}"})
+        for i in range(PER_APP)
+        for name in names
+    ]
+    total = len(commands)
+
+    async def steady_load() -> None:
+        """One command per app every ROUND_S seconds, for the whole run."""
+        for i in range(PER_APP):
+            await send_commands(settings_env, commands[i * APPS : (i + 1) * APPS])
+            await asyncio.sleep(ROUND_S)
+
+    deadline = time.monotonic() + 85
+    first = start_worker(EXOPIPE_APPLIER_IN_FLIGHT="4")
+    load = asyncio.create_task(steady_load())
+    await _wait_for_results(settings_env, APPS, deadline)
+    second = start_worker(EXOPIPE_APPLIER_IN_FLIGHT="4")  # joins: partitions are split
+    while "Setting newly assigned partitions" not in second.log():
+        assert time.monotonic() < deadline and second.process.poll() is None, second.log()
+        await asyncio.sleep(0.2)
+    assert not load.done(), "the load ended before the second worker joined"
+    await asyncio.sleep(2 * ROUND_S)  # both work for two rounds
+    assert await second.stop() == 0, second.log()[-3000:]  # leaves: partitions come back
+    assert not load.done(), "the load ended before the second worker left"
+    await load
+    found = await results(settings_env, total, wait_seconds=max(1, deadline - time.monotonic()))
+    assert len(found) >= total, first.log()[-3000:]
+    found = await results(settings_env, total + 1, wait_seconds=3)  # a duplicate shows here
+
+    grouped = by_command(found)
+    duplicates = {cid: len(v) for cid, v in grouped.items() if len(v) > 1}
+    assert duplicates == {}, duplicates
+    assert set(grouped) == {c.data["command_id"] for c in commands}
+    assert {e.data["outcome"] for e in found} == {"applied"}
+    for name in names:
+        wanted = [f"https://h.example.com/{name}/{i}" for i in range(PER_APP)]
+        mine = [e.data["settings"]["popup_url"] for e in found if e.data["app_id"] == name]
+        assert mine == wanted, f"results out of order for {name}"
+        puts = await ctl.requests(
+            method="PUT", path_prefix=f"/v2/integrations/{customer}/apps/{name}/"
+        )
+        sent = [r["json"]["popup_url"] for r in puts]
+        # A handover may repeat the last PUT of an app (at least once): never reorder.
+        assert [u for i, u in enumerate(sent) if i == 0 or sent[i - 1] != u] == wanted, sent
