@@ -1,7 +1,8 @@
-"""The one place Kafka clients are configured: aiokafka producers and the admin client.
+"""The one place Kafka clients are configured: aiokafka producers, readers and the admin client.
 
 Clients are created once per process and closed at shutdown, never per message. Producers are
 idempotent with ``acks=all``: a record is acknowledged only once every in-sync replica has it.
+Readers belong to no consumer group: they assign partitions themselves and never commit.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 
@@ -19,7 +20,14 @@ from topics.events import CloudEvent
 from workers.config import Settings
 from workers.errors import RetryableError
 
-__all__ = ["admin_client", "new_producer", "produce_event", "started_producer"]
+__all__ = [
+    "admin_client",
+    "all_partitions",
+    "new_producer",
+    "new_reader",
+    "produce_event",
+    "started_producer",
+]
 
 
 def new_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
@@ -34,6 +42,22 @@ def new_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
     }
     options.update(overrides)
     return AIOKafkaProducer(**options)
+
+
+def new_reader(settings: Settings, **overrides: Any) -> AIOKafkaConsumer:
+    """A consumer in no group (assign and seek; nothing committed), not yet started."""
+    options: dict[str, Any] = {
+        "bootstrap_servers": settings.kafka_bootstrap,
+        "group_id": None,
+        "enable_auto_commit": False,
+    }
+    options.update(overrides)
+    return AIOKafkaConsumer(**options)
+
+
+def all_partitions(spec: TopicSpec) -> list[TopicPartition]:
+    """Every partition of a topic as declared (pass ``settings.topic(spec)``: the real name)."""
+    return [TopicPartition(spec.name, p) for p in range(spec.partitions)]
 
 
 @asynccontextmanager

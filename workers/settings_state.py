@@ -27,6 +27,7 @@ from aiokafka.errors import KafkaError
 from topics.catalog import SETTINGS_STATE
 from workers import json_codec
 from workers.config import Settings
+from workers.kafka import all_partitions, new_reader
 
 __all__ = ["AppSettings", "SettingsState", "read_app_settings"]
 
@@ -93,17 +94,11 @@ class SettingsState:
             self.apps[name] = app
 
     async def run(self) -> None:
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._settings.kafka_bootstrap,
-            group_id=None,
-            enable_auto_commit=False,
-            client_id=self._client_id,
-        )
+        consumer = new_reader(self._settings, client_id=self._client_id)
         await consumer.start()
         try:
             # The declared count: the worker created the topic from the catalog before starting.
-            spec = self._settings.topic(SETTINGS_STATE)
-            tps = [TopicPartition(spec.name, p) for p in range(spec.partitions)]
+            tps = all_partitions(self._settings.topic(SETTINGS_STATE))
             consumer.assign(tps)
             await consumer.seek_to_beginning(*tps)
             ends: dict[TopicPartition, int] = await consumer.end_offsets(tps)

@@ -18,7 +18,7 @@ import sys
 import uuid
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 
 from topics.catalog import SETTINGS_COMMAND, SETTINGS_RESULT
 from topics.events import InvalidEvent, make_event, parse_event
@@ -26,7 +26,7 @@ from workers import json_codec
 from workers.config import Settings
 from workers.errors import PipelineError
 from workers.exotel_client import ExotelClient
-from workers.kafka import produce_event, started_producer
+from workers.kafka import all_partitions, new_reader, produce_event, started_producer
 from workers.settings_applier.commands import validate_data
 
 __all__ = ["build_command", "register"]
@@ -135,11 +135,9 @@ async def _set(settings: Settings, data: dict[str, Any], *, wait: bool, wait_s: 
 async def _result_reader(settings: Settings) -> AIOKafkaConsumer:
     """A consumer positioned at the result topic's current end, before anything is produced."""
     spec = settings.topic(SETTINGS_RESULT)
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap, group_id=None, enable_auto_commit=False
-    )
+    consumer = new_reader(settings)
     await consumer.start()
-    partitions = [TopicPartition(spec.name, p) for p in range(spec.partitions)]
+    partitions = all_partitions(spec)
     consumer.assign(partitions)
     ends = await consumer.end_offsets(partitions)
     for tp, offset in ends.items():

@@ -29,6 +29,7 @@ from topics.catalog import TopicSpec
 from workers import json_codec
 from workers.config import Settings
 from workers.errors import RetryableError
+from workers.kafka import new_reader
 
 __all__ = ["Outbox", "partition_for"]
 
@@ -53,11 +54,8 @@ class Outbox:
         self._scan_lock = asyncio.Lock()
 
     async def start(self) -> None:
-        self._scanner = AIOKafkaConsumer(
-            bootstrap_servers=self._settings.kafka_bootstrap,
-            group_id=None,
-            enable_auto_commit=False,
-            client_id=f"exopipe-settings-scan-{uuid.uuid4().hex[:8]}",
+        self._scanner = new_reader(
+            self._settings, client_id=f"exopipe-settings-scan-{uuid.uuid4().hex[:8]}"
         )
         await self._scanner.start()
 
