@@ -115,7 +115,9 @@ def run_worker(name: str, settings: Settings) -> int:
         app,
         *services,
         loglevel=settings.log_level.lower(),
-        logging_config=logging_config(settings),
+        # Text keeps faust's own formatter (it renders partition sets as tables that people and
+        # tests read); JSON replaces it for log shippers.
+        logging_config=logging_config(settings) if settings.log_format == "json" else None,
         quiet=True,
     )
     worker.execute_from_commandline()
