@@ -81,6 +81,10 @@ def run_demo(settings: Settings, options: DemoOptions, out: TextIO = sys.stdout)
 
     # One line per request from the control client would drown the progress line.
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    # Right after topics are created the fetcher logs NotLeaderForPartition at ERROR while it
+    # retries on its own; the demo's counts catch any real failure.
+    logging.getLogger("aiokafka.consumer.fetcher").setLevel(logging.CRITICAL)
     if options.attach:
         try:
             return asyncio.run(_drive_attached(settings, options, say, out))
@@ -220,7 +224,20 @@ async def _apply_topics(settings: Settings, say: Any) -> None:
             replication_override=settings.topic_replication_factor,
             name_prefix=settings.topic_prefix,
         )
+        if report.created:
+            await _wait_for_leaders(admin, list(report.created))
     say(f"topics: {len(report.created)} created, {len(report.unchanged)} already there")
+
+
+async def _wait_for_leaders(admin: Any, names: list[str], wait_s: float = 15.0) -> None:
+    """New topics answer only once every partition has a leader; reading earlier only logs
+    transient NotLeaderForPartition errors that look like failures to a person watching."""
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        described = await admin.describe_topics(names)
+        if all(p["leader"] >= 0 for t in described for p in t["partitions"]):
+            return
+        await asyncio.sleep(0.2)
 
 
 async def _exercise(
