@@ -7,12 +7,15 @@ touches Kafka gets its own uuid topic prefix, so tests never see each other's re
 
 from __future__ import annotations
 
+import asyncio
 import os
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
 
 from workers.config import Settings
 
@@ -64,15 +67,45 @@ def stack_env() -> Iterator[dict[str, str]]:
             stack.down()
 
 
+def delete_topics_with_prefixes(bootstrap: str, prefixes: list[str]) -> None:
+    """Delete every topic a test made (its catalog copies, faust's changelogs and repartitions).
+
+    A broker keeps files open for every partition: without this, a few test runs leave tens of
+    thousands of partitions behind and Kafka dies of "Too many open files". Runs in a thread of
+    its own so that the test session's event loop is left alone.
+    """
+
+    async def delete() -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15_000)
+        await admin.start()
+        try:
+            names = [t for t in await admin.list_topics() if t.startswith(tuple(prefixes))]
+            if names:
+                await admin.delete_topics(names)
+        finally:
+            await admin.close()
+
+    worker = threading.Thread(target=asyncio.run, args=(delete(),), daemon=True)
+    worker.start()
+    worker.join(timeout=30)
+
+
 @pytest.fixture
-def env_factory(stack_env: dict[str, str]) -> Callable[..., PipelineEnv]:
-    """Make a :class:`PipelineEnv` with a fresh topic prefix; keyword args add variables."""
+def env_factory(stack_env: dict[str, str]) -> Iterator[Callable[..., PipelineEnv]]:
+    """Make a :class:`PipelineEnv` with a fresh topic prefix; keyword args add variables.
+
+    Every topic whose name starts with a prefix handed out here is deleted after the test.
+    """
+    prefixes: list[str] = []
 
     def make(**extra: str) -> PipelineEnv:
         prefix = f"test-{uuid.uuid4().hex[:12]}."
+        prefixes.append(prefix)
         return PipelineEnv({**stack_env, "EXOPIPE_TOPIC_PREFIX": prefix, **extra})
 
-    return make
+    yield make
+    if prefixes:
+        delete_topics_with_prefixes(stack_env["EXOPIPE_KAFKA_BOOTSTRAP"], prefixes)
 
 
 @pytest.fixture

@@ -238,7 +238,11 @@ class Settings:
     # The faust workers' /healthz, /readyz and /metrics (workers/ops_http.py); 0 turns them off,
     # the default, since several workers on one machine would want the same port.
     worker_http_host: str = "127.0.0.1"
+    # Port of the faust workers' ops endpoints (0: off).
     worker_http_port: int = 0
+    # Where faust workers keep their per-app directory (tables are in memory, rebuilt from
+    # their changelogs; this holds faust's bookkeeping only).
+    worker_data_dir: Path = field(default_factory=lambda: _default_stack_home() / "worker-data")
     stack: StackSettings = field(default_factory=StackSettings)
     ingress: IngressSettings = field(default_factory=IngressSettings)
     applier: ApplierSettings = field(default_factory=ApplierSettings)

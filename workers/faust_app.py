@@ -47,6 +47,8 @@ def new_app(worker_name: str, settings: Settings, replication: int, **overrides:
         "broker": brokers,
         # Tables live in memory and are rebuilt from their changelog topics on start.
         "store": "memory://",
+        # faust keeps a per-app directory even with memory tables; never in the working dir.
+        "datadir": str(settings.worker_data_dir / "{conf.name}-data"),
         "web_enabled": False,
         "topic_partitions": CATALOG[0].partitions,
         "topic_replication_factor": replication,
@@ -57,6 +59,7 @@ def new_app(worker_name: str, settings: Settings, replication: int, **overrides:
         "producer_acks": -1,
     }
     options.update(overrides)
+    settings.worker_data_dir.mkdir(parents=True, exist_ok=True)
     # The app id names the consumer group and the table changelog topics: it takes the topic
     # prefix too, so environments (and tests) sharing a cluster never share a group or a table.
     return faust.App(f"{settings.topic_prefix}exopipe-{worker_name}", **options)

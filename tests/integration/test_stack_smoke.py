@@ -135,7 +135,12 @@ async def test_faust_table_has_a_changelog_and_survives_a_restart(
 ) -> None:
     settings = pipeline_env.settings
     run = uuid.uuid4().hex[:10]
-    app_id, source, sink = f"probe-{run}", f"probe-{run}.source", f"probe-{run}.sink"
+    prefix = settings.topic_prefix
+    app_id, source, sink = (
+        f"probe-{run}",
+        f"{prefix}probe-{run}.source",
+        f"{prefix}probe-{run}.sink",
+    )
     async with admin_client(settings) as admin:
         await admin.create_topics([NewTopic(source, 2, 1), NewTopic(sink, 2, 1)])
 
@@ -144,27 +149,24 @@ async def test_faust_table_has_a_changelog_and_survives_a_restart(
             for key in keys:
                 await producer.send_and_wait(source, b"x", key=key)
 
-    log = (tmp_path / "probe.log").open("wb")
-    worker = _start_probe(pipeline_env, app_id, source, sink, log)
-    try:
-        await send([b"a", b"a", b"b", b"a"])
-        assert await _latest_counts(pipeline_env, sink, {b"a": b"3", b"b": b"1"}) == {
-            b"a": b"3",
-            b"b": b"1",
-        }
-        async with admin_client(settings) as admin:
-            topics = set(await admin.list_topics())
-        assert f"{settings.topic_prefix}exopipe-{app_id}-counts-changelog" in topics
-    finally:
-        worker.send_signal(signal.SIGTERM)
-        assert worker.wait(timeout=60) == 0
+    with (tmp_path / "probe.log").open("wb") as log:
+        worker = _start_probe(pipeline_env, app_id, source, sink, log)
+        try:
+            await send([b"a", b"a", b"b", b"a"])
+            want = {b"a": b"3", b"b": b"1"}
+            assert await _latest_counts(pipeline_env, sink, want) == want
+            async with admin_client(settings) as admin:
+                topics = set(await admin.list_topics())
+            assert f"{prefix}exopipe-{app_id}-counts-changelog" in topics
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            assert worker.wait(timeout=60) == 0
 
-    restarted = _start_probe(pipeline_env, app_id, source, sink, log)
-    try:
-        await send([b"a", b"b"])
-        latest = await _latest_counts(pipeline_env, sink, {b"a": b"4", b"b": b"2"})
-        assert latest == {b"a": b"4", b"b": b"2"}, "the restarted worker lost its table"
-    finally:
-        restarted.send_signal(signal.SIGTERM)
-        restarted.wait(timeout=60)
-        log.close()
+        restarted = _start_probe(pipeline_env, app_id, source, sink, log)
+        try:
+            await send([b"a", b"b"])
+            latest = await _latest_counts(pipeline_env, sink, {b"a": b"4", b"b": b"2"})
+            assert latest == {b"a": b"4", b"b": b"2"}, "the restarted worker lost its table"
+        finally:
+            restarted.send_signal(signal.SIGTERM)
+            restarted.wait(timeout=60)

@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from tests.conftest import PipelineEnv
+from tests.conftest import PipelineEnv, delete_topics_with_prefixes
 from topics.catalog import (
     RECORDING_ARCHIVED,
     RECORDING_FAILED,
@@ -147,7 +147,9 @@ class ArchiverRig:
         return [obj["Key"] for page in pages for obj in page.get("Contents", [])]
 
     def drop_bucket(self) -> None:
-        """Delete what the test stored: the shared S3 server's disk is not ours to fill."""
+        """Delete what the test stored: the shared servers' disks and files are not ours to fill."""
+        settings = self.env.settings
+        delete_topics_with_prefixes(settings.kafka_bootstrap, [settings.topic_prefix])
         for upload in self.incomplete_uploads():
             self.s3.abort_multipart_upload(
                 Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
