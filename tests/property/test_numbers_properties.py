@@ -24,8 +24,8 @@ def test_describe_never_raises_and_is_consistent(raw: str, region: str) -> None:
         assert facts["e164"].startswith("+")
         # E.164 is a fixed point: describing it again gives the same number.
         assert describe_number(facts["e164"], "IN")["e164"] == facts["e164"]
-    key = caller_key("app", facts)
-    assert key.startswith("app|")
+    key = caller_key("cust", "app", facts)
+    assert key.startswith("cust/app|")
 
 
 KINDS = [phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE]
@@ -43,4 +43,4 @@ def test_spellings_of_one_number_share_a_key(pair: tuple[str, int], spelling: st
         text = phonenumbers.format_number(number, getattr(phonenumbers.PhoneNumberFormat, spelling))
     facts = describe_number(text, region)
     assert facts["e164"] == e164
-    assert caller_key("a", facts) == caller_key("a", describe_number(e164, "IN"))
+    assert caller_key("c", "a", facts) == caller_key("c", "a", describe_number(e164, "IN"))

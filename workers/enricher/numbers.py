@@ -85,10 +85,11 @@ def describe_number(raw: str, default_region: str = "IN") -> dict[str, Any]:
     return dict(_describe(raw, default_region.upper()))
 
 
-def caller_key(app_id: str, caller: dict[str, Any]) -> str:
-    """The repeat-count key: the app and the E.164 number, or the trimmed raw value if invalid.
+def caller_key(customer_id: str, app_id: str, caller: dict[str, Any]) -> str:
+    """The repeat-count key: the customer's app and the E.164 number (trimmed raw if invalid).
 
-    Keying by E.164 makes ``09876543210`` and ``+919876543210`` the same caller.
+    App ids are only unique within a customer, so the customer is part of the key. Keying by
+    E.164 makes ``09876543210`` and ``+919876543210`` the same caller.
     """
     who = caller["e164"] or caller["raw"].strip()
-    return f"{app_id}|{who}"
+    return f"{customer_id}/{app_id}|{who}"

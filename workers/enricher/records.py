@@ -94,7 +94,7 @@ def stage_message(call: CallEvent, popup_ms: int | None, default_region: str) ->
     caller = describe_number(call.caller, default_region)
     ring = None if popup_ms is None else (call.at_ms - popup_ms) / 1000
     return {
-        "key": caller_key(call.app_id, caller),
+        "key": caller_key(call.customer_id, call.app_id, caller),
         "event_id": call.event_id,
         "call_sid": call.call_sid,
         "customer_id": call.customer_id,

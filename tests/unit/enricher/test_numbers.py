@@ -60,10 +60,12 @@ def test_region_describes_the_place() -> None:
 
 
 def test_caller_key_joins_national_and_international_forms() -> None:
-    national = caller_key("app1", describe_number("09876543210"))
-    assert national == caller_key("app1", describe_number("+91 98765 43210"))
-    assert national != caller_key("app2", describe_number("09876543210"))
-    assert caller_key("app1", describe_number(" junk ")) == "app1|junk"
+    national = caller_key("c1", "app1", describe_number("09876543210"))
+    assert national == caller_key("c1", "app1", describe_number("+91 98765 43210"))
+    assert national != caller_key("c1", "app2", describe_number("09876543210"))
+    # The same app id under another customer is another app.
+    assert national != caller_key("c2", "app1", describe_number("09876543210"))
+    assert caller_key("c1", "app1", describe_number(" junk ")) == "c1/app1|junk"
 
 
 @pytest.mark.parametrize(

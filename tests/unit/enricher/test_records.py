@@ -80,7 +80,7 @@ def test_stage_and_enriched_record_follow_the_schema() -> None:
         WEBHOOK_MISSED_CALL,
     )
     stage = stage_message(call, call.at_ms - 7500, "IN")
-    assert stage["key"] == "app|+919876543210"
+    assert stage["key"] == "cust/app|+919876543210"
     assert stage["ring_seconds"] == 7.5
     data = enriched_data(
         stage,
