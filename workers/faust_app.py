@@ -56,6 +56,10 @@ def new_app(worker_name: str, settings: Settings, replication: int, **overrides:
         # it has been reported to fail on Kafka 4 (faust-streaming #667).
         "topic_disable_leader": True,
         "consumer_auto_offset_reset": "earliest",
+        # faust creates its internal topics (changelogs, repartitions) just before subscribing;
+        # a topic the first assignment missed is only picked up at the next metadata refresh
+        # (5 minutes by default), during which its agent reads nothing.
+        "consumer_metadata_max_age_ms": 5_000,
         "producer_acks": -1,
     }
     options.update(overrides)
