@@ -144,7 +144,10 @@ async def apply_catalog(
             for name, spec in missing
         ]
         response = await admin.create_topics(new_topics)
-        _raise_for_topic_errors(response.to_object())
+        # Created by someone else since we looked (another apply, a worker starting): not ours.
+        existed = _raise_for_topic_errors(response.to_object())
+        missing = [(name, spec) for name, spec in missing if name not in existed]
+        await _wait_until_visible(admin, [name for name, _ in missing])
     drift: list[Drift] = []
     for name, spec in zip(names, specs, strict=True):
         if name in states:
@@ -153,20 +156,44 @@ async def apply_catalog(
             drift += [Drift(name, d.setting, d.declared, d.actual) for d in found]
     return ApplyReport(
         created=tuple(name for name, _ in missing),
-        unchanged=tuple(name for name in names if name in states),
+        unchanged=tuple(name for name in names if name not in {n for n, _ in missing}),
         drift=tuple(drift),
     )
 
 
-def _raise_for_topic_errors(response: dict[str, Any]) -> None:
+def _raise_for_topic_errors(response: dict[str, Any]) -> set[str]:
+    """Raise for any failure but "already exists"; return the topics that already existed."""
     errors = []
+    existed = set()
     for entry in response.get("topic_errors", []):
         code = entry.get("error_code", 0)
-        if code not in (0, _TOPIC_EXISTS):
+        if code == _TOPIC_EXISTS:
+            existed.add(entry.get("topic"))
+        elif code != 0:
             message = entry.get("error_message") or for_code(code).__name__
             errors.append(f"{entry.get('topic')}: {message}")
     if errors:
         raise PipelineError("could not create topics: " + "; ".join(errors))
+    return existed
+
+
+async def _wait_until_visible(
+    admin: AIOKafkaAdminClient, names: Sequence[str], *, patience_s: float = 15.0
+) -> None:
+    """Return once every new topic has a leader for each partition in the broker's metadata.
+
+    KRaft answers CreateTopics before its metadata reaches the brokers: a consumer subscribing
+    at once would find the topic missing, and a second apply would try to create it again.
+    """
+    deadline = asyncio.get_running_loop().time() + patience_s
+    pending = set(names)
+    while pending and asyncio.get_running_loop().time() < deadline:
+        for topic in await admin.describe_topics(sorted(pending)):
+            partitions = topic.get("partitions") or []
+            if partitions and all(p.get("leader", -1) >= 0 for p in partitions):
+                pending.discard(topic["topic"])
+        if pending:
+            await asyncio.sleep(0.2)
 
 
 # ---- command line -------------------------------------------------------------------------

@@ -105,7 +105,9 @@ async def _run(env: PipelineEnv, plan: list[dict[str, Any]]) -> dict[str, dict[s
                 if call["popup"]:
                     await inputs.popup(call["sid"], call["at"], **extra)
                 await inputs.missed(call["sid"], call["at"], **extra)
-            assert len(await enriched(env, count=wave * 10 + 10)) == wave * 10 + 10
+            # The first wave also waits out a loaded machine's slow first assignment.
+            wait = 60.0 if wave == 0 else 30.0
+            assert len(await enriched(env, count=wave * 10 + 10, wait=wait)) == wave * 10 + 10
     finally:
         await producer.stop()
     return {sid: _comparable(record) for sid, record in (await enriched(env, 40)).items()}
@@ -122,12 +124,13 @@ async def test_two_workers_give_the_same_records_as_one(
     env_two = env_factory(**ENRICHER_VARS)
     async with admin_client(env_two.settings) as admin:
         await apply_catalog(admin, name_prefix=env_two.settings.topic_prefix)
-    workers(env_one)
+    single = workers(env_one)
     a = workers(env_two)
     b = workers(env_two)
     a.wait_for("Setting newly assigned partitions", 60, count=2)  # rebalanced with b
     shares = [_missed_call_partitions(w.log_text()) for w in (a, b)]
     assert all(shares) and shares[0] != shares[1], shares
+    single.wait_for("[^Worker]: Ready", 60)
 
     one = await _run(env_one, plan)
     two = await _run(env_two, plan)

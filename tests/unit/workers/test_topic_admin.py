@@ -1,7 +1,15 @@
 from __future__ import annotations
 
+import pytest
+
 from topics.catalog import SETTINGS_STATE, WEBHOOK_MISSED_CALL
-from workers.topic_admin import TopicState, effective_replication, find_drift
+from workers.errors import PipelineError
+from workers.topic_admin import (
+    TopicState,
+    _raise_for_topic_errors,
+    effective_replication,
+    find_drift,
+)
 
 
 def _state_matching(spec, replication: int = 1) -> TopicState:
@@ -27,3 +35,16 @@ def test_replication_is_capped_at_the_broker_count() -> None:
     assert effective_replication(WEBHOOK_MISSED_CALL, brokers=1, override=None) == 1
     assert effective_replication(WEBHOOK_MISSED_CALL, brokers=5, override=None) == 3
     assert effective_replication(WEBHOOK_MISSED_CALL, brokers=5, override=2) == 2
+
+
+def test_create_errors_other_than_already_exists_are_raised() -> None:
+    response = {
+        "topic_errors": [
+            {"topic": "a", "error_code": 0},
+            {"topic": "b", "error_code": 36, "error_message": "exists"},
+        ]
+    }
+    assert _raise_for_topic_errors(response) == {"b"}
+    bad = {"topic_errors": [{"topic": "c", "error_code": 37, "error_message": "bad partitions"}]}
+    with pytest.raises(PipelineError, match="c: bad partitions"):
+        _raise_for_topic_errors(bad)
