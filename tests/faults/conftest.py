@@ -13,6 +13,15 @@ import pytest
 
 from tests.integration.conftest import topics_env  # noqa: F401 - a fixture for this suite
 
+# The settings worker's fixtures (an in-process double per test: faults touch no one else).
+from tests.integration.settings_applier.conftest import (  # noqa: F401 - fixtures
+    apps,
+    ctl,
+    double,
+    settings_env,
+    start_worker,
+)
+
 _HERE = Path(__file__).parent
 
 

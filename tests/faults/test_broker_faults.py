@@ -10,7 +10,6 @@ is a real ``exopipe ingress`` process. Uses the ingress suite's helpers.
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
 import time
 import uuid
@@ -19,10 +18,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import PipelineEnv
 from tests.integration.ingress import test_spool_restart as spool_suite
-from tests.integration.ingress.conftest import SECRET, SECRETS
-from tests.integration.ingress.test_spool_restart import IngressProcess, free_port, wait_until_empty
+from tests.integration.ingress.conftest import SECRET
+from tests.integration.ingress.test_spool_restart import (
+    IngressProcess,
+    private_ingress_env,
+    wait_until_empty,
+)
 from tests.integration.kafka_io import collect
 from topics.catalog import WEBHOOK_CALL_STATUS
 from workers.kafka import admin_client
@@ -41,19 +43,8 @@ PAUSE_S = 6.0
 async def test_broker_fault_ingress_answers_from_spool_and_loses_nothing(
     private_kafka: LocalStack, tmp_path: Path, fault: str
 ) -> None:
-    secrets_file = tmp_path / "secrets.json"
-    secrets_file.write_text(json.dumps(SECRETS))
-    env = PipelineEnv(
-        {
-            "EXOPIPE_KAFKA_BOOTSTRAP": private_kafka.endpoints().kafka_bootstrap,
-            "EXOPIPE_TOPIC_PREFIX": f"fault-{uuid.uuid4().hex[:12]}.",
-            "EXOPIPE_SECRETS_FILE": str(secrets_file),
-            "EXOPIPE_INGRESS_PORT": str(free_port()),
-            "EXOPIPE_INGRESS_SPOOL_DIR": str(tmp_path / "spool"),
-            "EXOPIPE_INGRESS_PRODUCE_TIMEOUT_S": str(PRODUCE_BOUND_S),
-            "EXOPIPE_INGRESS_SHUTDOWN_TIMEOUT_S": "3",
-            "EXOPIPE_INGRESS_RATE_LIMIT_PER_S": "0",
-        }
+    env = private_ingress_env(
+        private_kafka, tmp_path, produce_timeout_s=PRODUCE_BOUND_S, prefix="fault-"
     )
     settings = env.settings
     async with admin_client(settings) as admin:

@@ -21,7 +21,6 @@ from collections.abc import Callable
 
 from tests.conftest import PipelineEnv
 from tests.integration.kafka_io import collect
-from tests.integration.settings_applier import conftest as settings_fixtures
 from tests.integration.settings_applier.conftest import (
     Apps,
     Worker,
@@ -32,13 +31,6 @@ from tests.integration.settings_applier.conftest import (
 )
 from topics.catalog import SETTINGS_STATE
 from workers.exotel_double.control import AsyncDoubleControl
-
-# The settings worker's own fixtures (an in-process double per test: faults touch no one else).
-double = settings_fixtures.double
-ctl = settings_fixtures.ctl
-apps = settings_fixtures.apps
-settings_env = settings_fixtures.settings_env
-start_worker = settings_fixtures.start_worker
 
 APPS = 4
 COMMANDS_PER_APP = 5

@@ -43,6 +43,26 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def private_ingress_env(
+    kafka: LocalStack, tmp_path: Path, *, produce_timeout_s: float, prefix: str = "test-"
+) -> PipelineEnv:
+    """An ingress on a free port, producing to ``kafka`` (a stack of the test's own)."""
+    secrets_file = tmp_path / "secrets.json"
+    secrets_file.write_text(json.dumps(SECRETS))
+    return PipelineEnv(
+        {
+            "EXOPIPE_KAFKA_BOOTSTRAP": kafka.endpoints().kafka_bootstrap,
+            "EXOPIPE_TOPIC_PREFIX": f"{prefix}{uuid.uuid4().hex[:12]}.",
+            "EXOPIPE_SECRETS_FILE": str(secrets_file),
+            "EXOPIPE_INGRESS_PORT": str(free_port()),
+            "EXOPIPE_INGRESS_SPOOL_DIR": str(tmp_path / "spool"),
+            "EXOPIPE_INGRESS_PRODUCE_TIMEOUT_S": str(produce_timeout_s),
+            "EXOPIPE_INGRESS_SHUTDOWN_TIMEOUT_S": "3",
+            "EXOPIPE_INGRESS_RATE_LIMIT_PER_S": "0",
+        }
+    )
+
+
 @pytest.fixture(scope="module")
 def private_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     """A Kafka of this module's own, which the test may stop and start at will."""
@@ -133,20 +153,7 @@ def webhook(call_sid: str, n: int) -> dict[str, str]:
 async def test_spool_drains_exactly_once_in_order_after_restart(
     private_kafka: LocalStack, tmp_path: Path
 ) -> None:
-    secrets_file = tmp_path / "secrets.json"
-    secrets_file.write_text(json.dumps(SECRETS))
-    env = PipelineEnv(
-        {
-            "EXOPIPE_KAFKA_BOOTSTRAP": private_kafka.endpoints().kafka_bootstrap,
-            "EXOPIPE_TOPIC_PREFIX": f"test-{uuid.uuid4().hex[:12]}.",
-            "EXOPIPE_SECRETS_FILE": str(secrets_file),
-            "EXOPIPE_INGRESS_PORT": str(free_port()),
-            "EXOPIPE_INGRESS_SPOOL_DIR": str(tmp_path / "spool"),
-            "EXOPIPE_INGRESS_PRODUCE_TIMEOUT_S": "1",
-            "EXOPIPE_INGRESS_SHUTDOWN_TIMEOUT_S": "3",
-            "EXOPIPE_INGRESS_RATE_LIMIT_PER_S": "0",
-        }
-    )
+    env = private_ingress_env(private_kafka, tmp_path, produce_timeout_s=1.0)
     settings = env.settings
     async with admin_client(settings) as admin:
         await apply_catalog(admin, name_prefix=settings.topic_prefix)
