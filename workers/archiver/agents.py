@@ -16,12 +16,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import faust
 
 from workers.archiver.archive import Archiver
 from workers.archiver.outcomes import Outcome
+from workers.offset_guard import ContinuityGuard, admitted_events
 from workers.ordered_acks import OrderedAcks
 
 __all__ = ["register_archive_agent"]
@@ -36,9 +38,14 @@ def register_archive_agent(
     *,
     concurrency: int,
     make_archiver: Callable[[], Any],
+    make_guard: Callable[[], AbstractAsyncContextManager[ContinuityGuard]],
     ready: asyncio.Event | None = None,
 ) -> Any:
-    """Declare the agent; ``make_archiver`` is an async context manager yielding an Archiver."""
+    """Declare the agent; ``make_archiver`` is an async context manager yielding an Archiver.
+
+    ``make_guard`` opens the :class:`~workers.offset_guard.ContinuityGuard` that keeps records
+    faust dropped at a rebalance from being committed past.
+    """
 
     async def publish(outcome: Outcome) -> None:
         topic = outputs[outcome.spec.name]
@@ -76,9 +83,9 @@ def register_archive_agent(
             finally:
                 slots.release()
 
-        async with make_archiver() as archiver:
+        async with make_guard() as guard, make_archiver() as archiver:
             try:
-                async for event in manual.events():
+                async for event in admitted_events(manual, guard):
                     if ready is not None and not ready.is_set():
                         await ready.wait()  # once, at start: know which apps are switched off
                     await slots.acquire()

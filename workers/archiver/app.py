@@ -24,6 +24,7 @@ from workers.archiver.ssrf import Guard, GuardPolicy
 from workers.archiver.store import RecordingStore
 from workers.config import Settings
 from workers.faust_app import catalog_topic, new_app
+from workers.offset_guard import continuity_guard
 from workers.retry import RetryPolicy
 from workers.s3 import new_s3_client
 from workers.secret_store import SecretStore
@@ -84,6 +85,7 @@ def create_app(settings: Settings, replication: int) -> faust.App:
         outputs,
         concurrency=rec.concurrency,
         make_archiver=make_archiver,
+        make_guard=lambda: continuity_guard(app, settings),
         ready=switch.ready,
     )
     return app

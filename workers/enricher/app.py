@@ -29,6 +29,7 @@ from workers.enricher.records import ReadError
 from workers.enricher.tables import declare_tables
 from workers.errors import RetryableError
 from workers.faust_app import catalog_topic, new_app, raw_topic
+from workers.offset_guard import admitted_events, continuity_guard
 from workers.settings_state import SettingsState
 
 __all__ = ["app_name", "create_app"]
@@ -89,8 +90,13 @@ def create_app(settings: Settings, replication: int) -> faust.App:
 
     def agent(topic: Any, name: str, handler: Handler, kind: str) -> None:
         async def each_event(stream: faust.StreamT) -> None:
-            async for event in stream.events():
-                await guarded(handler, kind, event)
+            # Acked by hand once handled: a record the continuity guard turns away (faust
+            # dropped one before it at a rebalance) stays unacked and is read again.
+            manual = stream.noack()
+            async with continuity_guard(app, settings) as guard:
+                async for event in admitted_events(manual, guard):
+                    await guarded(handler, kind, event)
+                    await manual.ack(event)
 
         app.agent(topic, name=name)(each_event)
 

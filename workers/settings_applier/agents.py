@@ -13,12 +13,13 @@ exception must never silently ack a message here.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import faust
 
+from workers.offset_guard import ContinuityGuard, admitted_events
 from workers.settings_applier.dispatch import Dispatcher, Job
 from workers.settings_applier.processor import CommandProcessor, Parsed
 
@@ -33,20 +34,25 @@ def register_agent(
     *,
     max_pending: int,
     make_processor: Callable[[], AbstractAsyncContextManager[CommandProcessor]],
+    make_guard: Callable[[], AbstractAsyncContextManager[ContinuityGuard]],
 ) -> Any:
-    """Declare the agent; ``make_processor`` opens the clients for as long as the agent runs."""
+    """Declare the agent; ``make_processor`` opens the clients for as long as the agent runs.
+
+    ``make_guard`` opens the :class:`~workers.offset_guard.ContinuityGuard` that keeps records
+    faust dropped at a rebalance from being committed past.
+    """
 
     @app.agent(source, concurrency=1, name="apply-settings-commands")
     async def apply_settings_commands(stream: faust.Stream) -> None:
         manual = stream.noack()
-        async with make_processor() as processor:
+        async with make_guard() as guard, make_processor() as processor:
 
             async def run(job: Job) -> None:
                 await processor.handle(job.payload)
 
             dispatcher = Dispatcher(run, max_pending=max_pending, on_fatal=app.crash)
             try:
-                async for event in _events(manual):
+                async for event in admitted_events(manual, guard):
                     message = event.message
                     parsed: Parsed = processor.parse(
                         message.key, message.value, message.partition, message.offset
@@ -66,11 +72,6 @@ def register_agent(
                 await dispatcher.cancel()
 
     return apply_settings_commands
-
-
-async def _events(stream: Any) -> AsyncIterator[Any]:
-    async for event in stream.events():
-        yield event
 
 
 def _acker(stream: Any, event: Any) -> Callable[[], Any]:

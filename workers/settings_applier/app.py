@@ -24,6 +24,7 @@ from topics.catalog import SETTINGS_COMMAND, SETTINGS_RESULT, SETTINGS_STATE
 from workers.config import Settings
 from workers.exotel_client import ExotelClient
 from workers.faust_app import catalog_topic, new_app
+from workers.offset_guard import continuity_guard
 from workers.retry import RetryPolicy
 from workers.secret_store import SecretStore
 from workers.settings_applier.agents import register_agent
@@ -101,7 +102,13 @@ def create_app(settings: Settings, replication: int) -> faust.App:
             await outbox.stop()
             await client.aclose()
 
-    register_agent(app, source, max_pending=cfg.max_pending, make_processor=make_processor)
+    register_agent(
+        app,
+        source,
+        max_pending=cfg.max_pending,
+        make_processor=make_processor,
+        make_guard=lambda: continuity_guard(app, settings),
+    )
 
     if cfg.reconcile_interval > 0:
 
