@@ -1,16 +1,19 @@
 """The aiohttp application of the ingress: routes, ops endpoints, start-up and shutdown.
 
 Clients (the producer, the spool) are created once here and closed at cleanup, which aiohttp runs
-after in-flight requests finished. The access log never shows query strings: they carry secrets.
+after in-flight requests finished. The access log never shows query strings: they carry secrets;
+nor does the error aiohttp logs for a request its parser refuses (it quotes the request's text).
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_request import BaseRequest
 from aiohttp.web_response import StreamResponse
 
@@ -26,7 +29,7 @@ from workers.ingress.webhook import Ingress, handle_webhook
 from workers.kafka import new_producer
 from workers.secret_store import SecretStore
 
-__all__ = ["INGRESS", "OPENAPI_PATH", "PathOnlyAccessLogger", "build_app"]
+__all__ = ["INGRESS", "OPENAPI_PATH", "ParserErrorRedactor", "PathOnlyAccessLogger", "build_app"]
 
 INGRESS = web.AppKey("ingress", Ingress)
 OPENAPI_PATH = Path(__file__).with_name("openapi.json")
@@ -47,6 +50,30 @@ class PathOnlyAccessLogger(AbstractAccessLogger):
         )
 
 
+class ParserErrorRedactor(logging.Filter):
+    """Keeps only the error's name when aiohttp logs a request its HTTP parser refused.
+
+    The parser's message quotes the first 100 bytes of the line it refused (a request line or a
+    header over 8190 bytes): the ``token`` parameter, or a Basic header's credentials.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, HttpProcessingError):
+            said = record.getMessage()
+            record.msg = "%s: %s (HTTP %d; the request's text is not logged)"
+            record.args = (said, type(error).__name__, error.code)
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+def _redact_parser_errors() -> None:
+    server_log = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, ParserErrorRedactor) for f in server_log.filters):
+        server_log.addFilter(ParserErrorRedactor())
+
+
 def _zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
@@ -61,6 +88,7 @@ def build_app(
     producer_factory: ProducerFactory | None = None,
 ) -> web.Application:
     """The ingress app; the sink starts with the app and closes at cleanup."""
+    _redact_parser_errors()
     cfg = settings.ingress
     metrics = IngressMetrics()
     factory = producer_factory or (
