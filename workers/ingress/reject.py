@@ -1,38 +1,30 @@
 """The record a refused webhook leaves on ``exotel.webhook.rejected``: what came, and why not.
 
 It carries the raw body (capped), the headers and URL with every secret removed (Authorization,
-Cookie, the ``token`` parameter, and any of the tenant's secret values wherever they appear),
-the tenant and the reason. This module must never put a secret in the record.
+Cookie, the value of ``token`` and of every other credential parameter or URL password, see
+:mod:`workers.url_credentials`, and any of the tenant's secret values wherever they appear), the
+tenant and the reason. This module must never put a secret in the record.
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
 
 from topics.events import deterministic_id, format_time
+from workers.url_credentials import REDACTED, redact_query, redact_text, redact_url
 
-__all__ = ["REDACTED", "rejected_data", "rejected_id", "scrub_url"]
+__all__ = ["rejected_data", "rejected_id"]
 
-REDACTED = "[redacted]"
 _SECRET_HEADERS = frozenset(
     {"authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key"}
 )
-_TOKEN_IN_TEXT = re.compile(r"(?i)(token=)[^&\s#]*")
-
-
-def scrub_url(path: str, query_string: str) -> str:
-    """``path?query`` without the ``token`` parameter."""
-    pairs = [(k, v) for k, v in parse_qsl(query_string, keep_blank_values=True) if k != "token"]
-    return f"{path}?{urlencode(pairs)}" if pairs else path
 
 
 def _scrub(text: str, secrets: Iterable[str]) -> str:
-    text = _TOKEN_IN_TEXT.sub(r"\1" + REDACTED, text)
+    text = redact_text(text)
     for secret in secrets:
         if secret:
             text = text.replace(secret, REDACTED)
@@ -66,9 +58,10 @@ def rejected_data(
         for name, value in headers.items()
         if name.lower() not in _SECRET_HEADERS
     }
-    # A GET's "body" is its query: keep it, without the token, so the record shows what came.
+    # A GET's "body" is its query: keep it, token redacted, so the record shows what came.
     if method == "GET" and not body:
-        body = scrub_url("", query_string).lstrip("?").encode()
+        body = redact_query(query_string).encode()
+    url = redact_url(f"{path}?{query_string}" if query_string else path)
     return {
         "stage": "ingress",
         "reason": reason,
@@ -81,7 +74,7 @@ def rejected_data(
         "received_at": format_time(received_at),
         "remote_addr": remote_addr,
         "method": method,
-        "url": _scrub(scrub_url(path, query_string), secrets)[:4096],
+        "url": _scrub(url, secrets)[:4096],
         "content_type": headers.get("Content-Type"),
         "headers": clean_headers,
         # Scrub before capping, so a secret cut by the cap cannot leave a readable prefix.

@@ -87,7 +87,7 @@ async def test_bad_input_is_named_and_recorded(make_client, broker):
     assert record["body"] == "{not json"
     assert record["reason"] == "invalid_payload"
     assert record["customer_id"] == "c1" and record["kind"] == "popup"
-    assert record["url"] == "/v1/c1/a1/popup"
+    assert record["url"] == "/v1/c1/a1/popup?token=%5Bredacted%5D"
 
 
 async def test_oversize_is_refused_early_also_when_chunked(make_client, broker):
