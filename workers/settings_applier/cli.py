@@ -7,7 +7,8 @@ validation. With ``--wait`` it prints the command's result and exits 0 only for 
 produced, so the result cannot be missed however fast the worker is.
 
 ``get`` calls the App Settings GET through :class:`~workers.exotel_client.ExotelClient` with the
-token from the secrets file and prints the settings. Neither command ever prints a token.
+token from the secrets file and prints the settings, their URLs' credentials redacted as in the
+records. Neither command ever prints a token or a URL's credential.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from workers.errors import PipelineError
 from workers.exotel_client import ExotelClient
 from workers.kafka import all_partitions, new_reader, produce_event, started_producer
 from workers.settings_applier.commands import validate_data
+from workers.settings_applier.records import public_settings
+from workers.url_credentials import redact_text
 
 __all__ = ["build_command", "register"]
 
@@ -99,7 +102,8 @@ def _set_handler(args: argparse.Namespace, settings: Settings) -> int:
     problems = validate_data(data)
     if problems:
         for problem in problems:
-            print(f"exopipe settings set: {problem}", file=sys.stderr)
+            # A problem may quote the refused value, credentials and all.
+            print(f"exopipe settings set: {redact_text(problem)}", file=sys.stderr)
         return 2
     return asyncio.run(_set(settings, data, wait=args.wait, wait_s=args.timeout))
 
@@ -176,7 +180,7 @@ async def _get(settings: Settings, customer: str, app: str) -> int:
             return 1
     output = {
         "app_id": current.app_id,
-        "settings": current.settings,
+        "settings": public_settings(current.settings),
         "created_at": current.created_at,
         "updated_at": current.updated_at,
     }

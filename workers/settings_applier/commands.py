@@ -6,6 +6,11 @@ types, URLs that are not absolute http(s) — wss is also allowed for ``streamin
 ``settings``), so one ``invalid`` result tells the sender everything to fix. Bytes that are not
 even JSON are kept (capped) in the result so the sender can recognise what they sent.
 
+A URL may carry a credential (``?token=``, ``user:password@``: the ingress's own URLs do).
+Records only ever show it redacted (:mod:`workers.url_credentials`), so a URL that holds the
+redaction marker is refused: it was copied from a record, and Exotel would get the marker
+instead of the secret.
+
 This module never raises on bad input and never talks to the network: a broken record must never
 stop the worker.
 """
@@ -22,6 +27,7 @@ from topics.events import InvalidEvent, parse_event
 from topics.schemas import SchemaViolation, violations
 from workers import json_codec
 from workers.exotel_client import SETTINGS_FIELDS
+from workers.url_credentials import REDACTED, carries_marker
 
 __all__ = [
     "BOOL_FIELDS",
@@ -99,8 +105,8 @@ def url_problem(name: str, value: str) -> str | None:
         return f"settings/{name}: must be an absolute URL with scheme {' or '.join(shown)}"
     if not host:
         return f"settings/{name}: has no host"
-    if parts.username is not None or parts.password is not None:
-        return f"settings/{name}: must not carry credentials"
+    if carries_marker(value):
+        return f"settings/{name}: holds {REDACTED} where a credential was: give the real URL"
     return None
 
 

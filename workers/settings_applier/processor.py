@@ -53,7 +53,13 @@ from workers.retry import RetryPolicy, retry_async
 from workers.settings_applier.applier import Applier
 from workers.settings_applier.commands import Command, Rejected, parse_command
 from workers.settings_applier.delivery import Outbox
-from workers.settings_applier.records import Outcome, result_event, result_id, state_event
+from workers.settings_applier.records import (
+    Outcome,
+    public_settings,
+    result_event,
+    result_id,
+    state_event,
+)
 from workers.settings_applier.state import DurableTable
 
 __all__ = ["CommandProcessor", "Parsed"]
@@ -143,7 +149,8 @@ class CommandProcessor:
             entry["state"] = state_event(command, outcome, now=now).to_dict()
         if "state" in entry and isinstance(command, Command):
             applied = {
-                "settings": outcome.settings,
+                # Redacted like the records: the changelog is a Kafka topic too.
+                "settings": public_settings(outcome.settings or {}),
                 "updated_at": outcome.updated_at,
                 "command_id": command.command_id,
                 "p": item.partition,

@@ -9,6 +9,10 @@ know of the app's settings", and after a drift the truth is Exotel's. The same d
 once, not every round; it is published again if it changes, and forgotten when the app matches
 again or a new command is applied.
 
+Both sides are compared in their redacted form (``records.public_settings``), the only form the
+``apps`` table keeps: a URL whose credential alone changed at Exotel (``?token=`` or a password)
+is not seen as drift, and no credential is ever written.
+
 A failed GET is logged and skipped (the next round tries again): reconciliation must never stop
 the worker, never change settings at Exotel, and never retry in a tight loop.
 """
@@ -22,7 +26,7 @@ from dataclasses import dataclass
 from workers.errors import PipelineError
 from workers.exotel_client import ExotelClient
 from workers.settings_applier.delivery import Outbox
-from workers.settings_applier.records import differences, drift_event
+from workers.settings_applier.records import differences, drift_event, public_settings
 from workers.settings_applier.state import DurableTable
 
 __all__ = ["Reconciler", "RoundReport"]
@@ -67,7 +71,8 @@ class Reconciler:
 
     async def _check(self, key: str, entry: dict, report: RoundReport) -> None:
         customer_id, _, app_id = key.partition("/")
-        expected = entry.get("settings") or {}
+        # Entries written before redaction hold real URLs: redacting again changes nothing else.
+        expected = public_settings(entry.get("settings") or {})
         try:
             async with self._slots:
                 current = await self._client.get_settings(customer_id, app_id)
@@ -76,24 +81,29 @@ class Reconciler:
             log.warning("reconcile: GET %s failed: %s", key, exc)
             return
         report.checked += 1
-        fields = differences(expected, current.settings)
+        observed = public_settings(current.settings)
+        fields = differences(expected, observed)
         seen = entry.get("drift")
         if not fields:
             if seen is not None:
-                await self._apps.put(int(entry["p"]), key, {**entry, "drift": None})
+                await self._apps.put(
+                    int(entry["p"]), key, {**entry, "settings": expected, "drift": None}
+                )
             return
         report.drifted += 1
-        if seen == current.settings:
+        if seen is not None and public_settings(seen) == observed:
             return
         event = drift_event(
             customer_id,
             app_id,
-            observed=current.settings,
+            observed=observed,
             expected=expected,
             updated_at=current.updated_at,
             command_id=entry.get("command_id"),
         )
         await self._outbox.send(self._outbox.state, key, event.to_bytes(), None)
-        await self._apps.put(int(entry["p"]), key, {**entry, "drift": current.settings})
+        await self._apps.put(
+            int(entry["p"]), key, {**entry, "settings": expected, "drift": observed}
+        )
         report.published += 1
         log.warning("reconcile: %s drifted from the last applied settings in %s", key, fields)

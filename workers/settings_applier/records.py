@@ -6,11 +6,19 @@ consumers can drop it by id. Every record goes through :func:`topics.events.make
 validates ``data`` against the topic's schema.
 
 This module must never put a token, an Authorization header or anything from the secrets file
-into a record: it only ever sees commands, API answers and outcomes.
+into a record: it only ever sees commands, API answers and outcomes. The webhook URLs in those
+may carry credentials of their own (``?token=``, ``user:password@``): every settings object in a
+record, and in the worker's tables, goes through :func:`public_settings`, and the free text of a
+result (errors, the API's error body, the raw bytes of an unreadable command) through
+:func:`~workers.url_credentials.redact_text`, so those credentials are redacted too. Only the
+PUT to Exotel carries the real URLs.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -18,13 +26,15 @@ from typing import Any
 from topics.catalog import SETTINGS_RESULT, SETTINGS_STATE
 from topics.events import CloudEvent, deterministic_id, format_time, make_event
 from workers.exotel_client import SETTINGS_FIELDS
-from workers.settings_applier.commands import Command, Rejected
+from workers.settings_applier.commands import URL_FIELDS, Command, RawCapture, Rejected
+from workers.url_credentials import redact_json, redact_text, redact_url
 
 __all__ = [
     "SOURCE",
     "Outcome",
     "differences",
     "drift_event",
+    "public_settings",
     "result_event",
     "result_id",
     "state_event",
@@ -67,22 +77,23 @@ def result_event(
         "outcome": outcome.outcome,
         "attempts": outcome.attempts,
         "http_status": outcome.http_status,
-        "errors": list(outcome.errors),
+        # Validation messages quote the values they refuse, and an API may echo a URL back.
+        "errors": [redact_text(error) for error in outcome.errors],
         "requested_by": command.requested_by,
         "source_offset": {"partition": partition, "offset": offset},
         "completed_at": format_time(now or datetime.now(UTC)),
     }
     if outcome.settings is not None:
-        data["settings"] = _seven(outcome.settings)
+        data["settings"] = public_settings(outcome.settings)
         data["updated_at"] = outcome.updated_at
     if outcome.api_error is not None:
-        data["api_error"] = outcome.api_error
+        data["api_error"] = redact_json(outcome.api_error)
     if isinstance(command, Command):
         data["dry_run"] = command.dry_run
     elif command.raw is not None:
         raw = command.raw
         data["raw"] = {
-            "text": raw.text,
+            "text": _redacted_raw(raw),
             "encoding": raw.encoding,
             "size": raw.size,
             "truncated": raw.truncated,
@@ -104,7 +115,7 @@ def state_event(command: Command, outcome: Outcome, *, now: datetime | None = No
         "customer_id": command.customer_id,
         "app_id": command.app_id,
         "kind": "applied",
-        "settings": _seven(outcome.settings or {}),
+        "settings": public_settings(outcome.settings or {}),
         "updated_at": outcome.updated_at,
         "command_id": command.command_id,
         "observed_at": format_time(now or datetime.now(UTC)),
@@ -130,14 +141,18 @@ def drift_event(
     command_id: str | None,
     now: datetime | None = None,
 ) -> CloudEvent:
-    """``kind: drift``: Exotel's settings (``settings``) differ from the last applied ones."""
+    """``kind: drift``: Exotel's settings (``settings``) differ from the last applied ones.
+
+    ``differences`` compares the redacted forms: a change of a URL's credential alone is no drift.
+    """
+    observed, expected = public_settings(observed), public_settings(expected)
     stamp = format_time(now or datetime.now(UTC))
     data = {
         "customer_id": customer_id,
         "app_id": app_id,
         "kind": "drift",
-        "settings": _seven(observed),
-        "expected": _seven(expected),
+        "settings": observed,
+        "expected": expected,
         "differences": differences(expected, observed),
         "updated_at": updated_at,
         "command_id": command_id,
@@ -158,5 +173,27 @@ def differences(expected: dict[str, Any], observed: dict[str, Any]) -> list[str]
     return [name for name in SETTINGS_FIELDS if expected.get(name) != observed.get(name)]
 
 
-def _seven(settings: dict[str, Any]) -> dict[str, Any]:
-    return {name: settings.get(name) for name in SETTINGS_FIELDS}
+def public_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The seven fields in the spec's order, every URL with its credentials redacted.
+
+    The only form settings take in a record or a table (the real URLs go to Exotel and nowhere
+    else). Redacting a redacted form changes nothing, so values written before redaction existed
+    compare equal to new ones once passed through here.
+    """
+    return {name: _public(name, settings.get(name)) for name in SETTINGS_FIELDS}
+
+
+def _public(name: str, value: Any) -> Any:
+    return redact_url(value) if name in URL_FIELDS and isinstance(value, str) else value
+
+
+def _redacted_raw(raw: RawCapture) -> str:
+    if raw.encoding == "utf-8":
+        return redact_text(raw.text)
+    # Not UTF-8: redact the bytes read as Latin-1 (one character per byte, so the bytes around a
+    # credential come back unchanged), then encode them again.
+    try:
+        data = base64.b64decode(raw.text, validate=True)
+    except (binascii.Error, ValueError):
+        return raw.text
+    return base64.b64encode(redact_text(data.decode("latin-1")).encode("latin-1")).decode("ascii")

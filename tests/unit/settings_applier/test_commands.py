@@ -81,7 +81,13 @@ def test_missing_fields_and_a_slash_in_an_id() -> None:
         ("streaming_url", "ws://h.example.com/s", False),
         ("callback_url", "https:///nohost", False),
         ("callback_url", "h.example.com/p", False),
-        ("callback_url", "https://user:pw@h.example.com/", False),
+        # Credentials are allowed (the ingress takes its secret so); records show them redacted.
+        ("callback_url", "https://user:pw@h.example.com/", True),
+        ("callback_url", "https://h.example.com/cb?token=s3cret", True),
+        # A redacted URL copied from a record would give Exotel the marker, not the secret.
+        ("callback_url", "https://user:%5Bredacted%5D@h.example.com/", False),
+        ("callback_url", "https://h.example.com/cb?token=%5Bredacted%5D", False),
+        ("callback_url", "https://h.example.com/cb?token=[redacted]", False),
         ("callback_url", "https://h.example.com/a b", False),
         ("callback_url", "https://h.example.com:99999/", False),
         ("callback_url", "javascript:alert(1)", False),
