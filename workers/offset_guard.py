@@ -1,18 +1,20 @@
 """Keep an agent from going past a record that faust dropped when a partition changed hands.
 
-Why: faust 0.15 can lose the record at a partition's committed offset at a rebalance. After
+Why: faust 0.15 can lose records at the start of a partition it has just been assigned. After
 table recovery it resumes the partition *before* it seeks to the committed offset, so the first
 records can be fetched and queued, then cleared from the stream's queue when flow resumes; the
-drain loop writes its read offset after that seek, so the re-fetched record at the committed
-offset counts as already read and is dropped. The agent's first record is then C+1, and once it
-is acked faust's off-by-one gap check (faust-streaming #606) commits past C: a record never
+drain loop writes its read offset after that seek, so re-fetched records below it count as
+already read and are dropped. The agent then sees C+1 (or C, then C+3) and, once that is acked,
+faust's off-by-one gap check (faust-streaming #606) commits past the lost records: records never
 processed by anyone. Seen in ``tests/faults/test_settings_rebalance.py`` (1 run in 18).
 
-What the guard does: at the first record of each partition in each consumer generation, it asks
-Kafka for the group's committed offset and, if the record is later than that, for the first
-record that really exists from there on (transaction markers, compaction and retention leave
-legitimate holes). A record later than that one means records were dropped: the guard seeks
-faust's consumer back and turns records away, unacked, until the missing one arrives.
+What the guard does: it knows, per partition, the offset of the next record to admit (from
+Kafka's committed offset at each new assignment, then the last admitted record + 1). A record
+past that offset is checked against the first record that really exists from there on
+(transaction markers, compaction and retention leave legitimate holes); if one exists, records
+were dropped: the guard seeks faust's consumer back and turns records away, unacked, until the
+missing one arrives. A record before that offset is a second copy (faust re-fetches after a
+seek) or was committed before: it is turned away too, so it is not processed twice.
 
 It never acks anything and never lets a record through ahead of a missing one it has found.
 Records turned away are read again after the seek; an agent must simply skip them.
@@ -31,6 +33,7 @@ from typing import Any, Protocol
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import IllegalStateError, KafkaError
+from prometheus_client import Counter
 
 from workers.config import Settings
 from workers.errors import RetryableError
@@ -43,6 +46,7 @@ __all__ = [
     "KafkaPositions",
     "admitted_events",
     "continuity_guard",
+    "release",
 ]
 
 log = logging.getLogger(__name__)
@@ -50,6 +54,11 @@ log = logging.getLogger(__name__)
 # A seek back that is undone again (faust's read-offset race can strike the re-read too) is
 # retried; after this many the worker stops rather than skip a record.
 MAX_SEEKS_PER_GAP = 5
+# For /metrics: how often a worker found records faust had dropped (no labels: one per process).
+GAPS_FOUND = Counter(
+    "exopipe_worker_dropped_records_found",
+    "Times records dropped by faust at a handover were found and read again.",
+)
 # A group coordinator that is loading or moving answers with a retriable error for a while.
 _ASK_POLICY = RetryPolicy(max_attempts=10, base_delay=0.2, max_delay=3.0)
 
@@ -73,6 +82,7 @@ class Positions(Protocol):
 @dataclass
 class _Partition:
     generation: int | None
+    expected: int  # the offset of the next record to admit
     missing: int | None = None  # an offset sought back to, which must be the next admitted
     highest_turned_away: int = -1
     seeks: int = 0
@@ -91,38 +101,45 @@ class ContinuityGuard:
         tp, offset = message.tp, message.offset
         state = self._partitions.get(tp)
         if state is None or state.generation != message.generation_id:
-            state = self._partitions[tp] = _Partition(message.generation_id)
-            return await self._check_first(tp, offset, state)
-        if state.missing is None:
-            return True
-        if offset == state.missing:
-            log.info("record %s of %s is back after the seek; going on", offset, tp)
-            state.missing = None
-            return True
-        if offset <= state.highest_turned_away:
-            # The re-read has begun and passed the missing record again: seek once more.
-            await self._seek_back(tp, state, state.missing, offset)
-        else:
-            state.highest_turned_away = offset
-        return False
+            # A new assignment: faust starts each partition again from the committed offset.
+            committed = await self._positions.committed(tp)
+            state = self._partitions[tp] = _Partition(message.generation_id, committed)
+        if state.missing is not None:
+            return await self._while_seeking(tp, offset, state, state.missing)
+        if offset < state.expected:
+            return False  # read already (a second copy after a re-fetch), or committed before
+        if offset > state.expected and await self._dropped_before(tp, offset, state):
+            return False
+        state.expected = offset + 1
+        return True
 
-    async def _check_first(self, tp: Any, offset: int, state: _Partition) -> bool:
-        committed = await self._positions.committed(tp)
-        if offset <= committed:
-            return True
-        first = await self._positions.first_from(tp, committed)
+    async def _dropped_before(self, tp: Any, offset: int, state: _Partition) -> bool:
+        """Whether records exist between the expected offset and ``offset``; if so, seek back."""
+        first = await self._positions.first_from(tp, state.expected)
         if first is None or offset <= first:
-            return True
+            return False  # a hole in the log (markers, compaction, retention): nothing to read
         self.gaps_found += 1
+        GAPS_FOUND.inc()
         log.warning(
-            "%s: the first record after the handover is %s, but the committed offset is %s and "
-            "the record at %s exists: records were dropped on the way in; reading them again",
+            "%s: record %s came next, but record %s exists and was never admitted: records "
+            "were dropped on the way in; reading them again",
             tp,
             offset,
-            committed,
             first,
         )
         await self._seek_back(tp, state, first, offset)
+        return True
+
+    async def _while_seeking(self, tp: Any, offset: int, state: _Partition, missing: int) -> bool:
+        if offset == missing:
+            log.info("%s: record %s is back after the seek; going on", tp, offset)
+            state.missing, state.seeks, state.expected = None, 0, offset + 1
+            return True
+        if missing < offset <= state.highest_turned_away:
+            # The re-read has begun and passed the missing record again: seek once more.
+            await self._seek_back(tp, state, missing, offset)
+        else:
+            state.highest_turned_away = max(state.highest_turned_away, offset)
         return False
 
     async def _seek_back(self, tp: Any, state: _Partition, missing: int, turned_away: int) -> None:
@@ -146,6 +163,19 @@ async def admitted_events(stream: Any, guard: ContinuityGuard) -> AsyncIterator[
     async for event in stream.events():
         if await guard.admit(event.message):
             yield event
+        else:
+            release(event.message)
+
+
+def release(message: Any) -> None:
+    """Let faust stop tracking a record turned away, without acking (committing) its offset.
+
+    faust waits for every record it handed out to be acked before a rebalance or a shutdown
+    completes (``Consumer.wait_empty``), and forgets those marked ``acked``. Marking the copy
+    turned away is not ``Consumer.ack``: its offset never enters the commit; the record itself
+    comes again (after the seek) as a new message, or was processed already.
+    """
+    message.acked = True
 
 
 class KafkaPositions:

@@ -6,11 +6,17 @@ The Kafka side is a fake here (a partition's records as a list of offsets, a com
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import pytest
 
-from workers.offset_guard import MAX_SEEKS_PER_GAP, ContinuityGuard, GapNotRecovered
+from workers.offset_guard import (
+    MAX_SEEKS_PER_GAP,
+    ContinuityGuard,
+    GapNotRecovered,
+    admitted_events,
+)
 
 TP = ("commands", 3)
 
@@ -20,6 +26,7 @@ class Message:
     offset: int
     generation_id: int = 1
     tp: tuple[str, int] = TP
+    acked: bool = False
 
 
 class FakePositions:
@@ -117,7 +124,62 @@ async def test_partitions_are_guarded_apart() -> None:
     assert await guard.admit(Message(14))
 
 
-async def test_records_older_than_the_commit_are_not_held_back() -> None:
-    # A record below the committed offset is a redelivery: faust ignores its ack; let it be.
+async def test_records_below_the_commit_or_read_already_are_turned_away() -> None:
+    # Below the committed offset: processed and committed before. A second copy of a record
+    # already admitted: faust re-fetched it. Neither is processed again.
+    seeks = Seeks()
+    guard = ContinuityGuard(FakePositions(list(range(30)), committed=14), seeks)
+    assert await admitted(guard, [12, 13, 14, 15, 14, 15, 16]) == [14, 15, 16]
+    assert seeks.to == []
+
+
+async def test_a_record_lost_after_the_first_one_is_read_again() -> None:
+    """The other shape of the drop: the agent got 14, then 15 and 16 were cleared and 15 lost."""
+    seeks = Seeks()
+    guard = ContinuityGuard(FakePositions(list(range(30)), committed=14), seeks)
+    got = await admitted(guard, [14, 16, 17, 15, 16, 17])
+    assert got == [14, 15, 16, 17]
+    assert seeks.to == [(TP, 15)]
+    assert guard.gaps_found == 1
+
+
+async def test_a_hole_inside_the_log_is_passed_without_seeking() -> None:
+    seeks = Seeks()
+    guard = ContinuityGuard(FakePositions([14, 15, 18, 19], committed=14), seeks)
+    assert await admitted(guard, [14, 15, 18, 19]) == [14, 15, 18, 19]
+    assert seeks.to == []
+
+
+async def test_a_new_gap_after_a_recovered_one_gets_its_own_seeks() -> None:
+    seeks = Seeks()
+    guard = ContinuityGuard(FakePositions(list(range(40)), committed=10), seeks)
+    got = await admitted(guard, [11, 10, 11, 12, 14, 13, 14])
+    assert got == [10, 11, 12, 13, 14]
+    assert seeks.to == [(TP, 10), (TP, 13)]
+    assert guard.gaps_found == 2
+
+
+@dataclass
+class Event:
+    message: Message
+
+
+class Stream:
+    def __init__(self, offsets: list[int]) -> None:
+        self.items = [Event(Message(o)) for o in offsets]
+
+    async def events(self) -> AsyncIterator[Event]:
+        for item in self.items:
+            yield item
+
+
+async def test_records_turned_away_are_released_from_faust_not_acked() -> None:
+    """faust waits at every rebalance and shutdown for each record it handed out to be done;
+    a copy the guard turned away must not hold that up (it did: a worker could not stop)."""
+    stream = Stream([15, 14, 15])
     guard = ContinuityGuard(FakePositions(list(range(30)), committed=14), Seeks())
-    assert await admitted(guard, [12, 13, 14]) == [12, 13, 14]
+    got = [event.message.offset async for event in admitted_events(stream, guard)]
+    assert got == [14, 15]
+    turned_away, first, second = (event.message for event in stream.items)
+    assert turned_away.acked is True  # released: faust stops waiting for it
+    assert first.acked is False and second.acked is False  # admitted: the agent acks them
