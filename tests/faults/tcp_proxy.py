@@ -1,6 +1,6 @@
 """A small fault-injecting TCP proxy on loopback (no Toxiproxy server is installable here).
 
-Sits between a worker and a server (the object store, here) and, on command: passes bytes
+Sits between a worker and a server (the object store, or Kafka) and, on command: passes bytes
 through, adds latency to every chunk, resets every connection (RST, not FIN), or blackholes
 (accepts and reads, forwards and answers nothing). Healing a blackhole resets the connections
 it held, as a peer does once a partition ends and it sees segments for a dead connection.
@@ -19,13 +19,17 @@ _CHUNK = 64 * 1024
 
 
 class FaultProxy:
-    """``async with FaultProxy(upstream_port) as proxy``: listen on ``proxy.port``."""
+    """``async with FaultProxy(upstream_port) as proxy``: listen on ``proxy.port``.
 
-    def __init__(self, upstream_port: int, upstream_host: str = "127.0.0.1") -> None:
+    ``port`` fixes the listening port (0: any free one), for a server that must be told where
+    its clients reach it before the proxy starts (Kafka's advertised listener).
+    """
+
+    def __init__(self, upstream_port: int, upstream_host: str = "127.0.0.1", port: int = 0) -> None:
         self.upstream = (upstream_host, upstream_port)
         self.mode = "pass"
         self.latency_s = 0.0
-        self.port = 0
+        self.port = port
         self.connections = 0
         self.resets = 0
         self._server: asyncio.Server | None = None
@@ -35,7 +39,7 @@ class FaultProxy:
         self._flowing.set()
 
     async def __aenter__(self) -> FaultProxy:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 

@@ -98,7 +98,13 @@ class ServiceStatus:
 
 
 class LocalStack:
-    """Start, stop and inspect the local stack under ``settings.stack.home``."""
+    """Start, stop and inspect the local stack under ``settings.stack.home``.
+
+    ``advertised_kafka_port`` (tests only): Kafka tells clients to connect to this port instead
+    of the one it listens on, so that every client connection goes through whatever listens
+    there (a fault-injecting proxy that forwards to ``settings.stack.kafka_port``). The KRaft
+    controller's listener is not affected. None, the default, changes nothing.
+    """
 
     def __init__(
         self,
@@ -106,12 +112,13 @@ class LocalStack:
         *,
         progress: Callable[[str], None] | None = None,
         deploy_dir: Path = DEPLOY_DIR,
+        advertised_kafka_port: int | None = None,
     ) -> None:
         self.settings = settings
         self.stack: StackSettings = settings.stack
         self.home = Path(self.stack.home).expanduser()
         self.deploy_dir = deploy_dir
-        self.layout = ServiceLayout(self.home, self.stack)
+        self.layout = ServiceLayout(self.home, self.stack, advertised_kafka_port)
         self._progress = progress or (lambda msg: log.info("%s", msg))
 
     # -- paths -----------------------------------------------------------------------------
@@ -137,10 +144,14 @@ class LocalStack:
     # -- public API ------------------------------------------------------------------------
 
     def endpoints(self) -> StackEndpoints:
-        """The endpoints this stack serves (whether or not it is running)."""
+        """The endpoints this stack serves (whether or not it is running).
+
+        Kafka's bootstrap is the port it advertises, so that bootstrap connections take the same
+        path as every later one.
+        """
         host = self.stack.host
         return StackEndpoints(
-            kafka_bootstrap=f"{host}:{self.stack.kafka_port}",
+            kafka_bootstrap=f"{host}:{self.layout.kafka_client_port}",
             s3_endpoint_url=f"http://{host}:{self.stack.s3_port}",
             s3_bucket=self.settings.s3_bucket,
             exotel_base_url=f"http://{host}:{self.stack.exotel_port}/v2/integrations",

@@ -56,10 +56,21 @@ def check_name(name: str) -> None:
 
 @dataclass(frozen=True)
 class ServiceLayout:
-    """Each service's directories, files and port under one stack home."""
+    """Each service's directories, files and port under one stack home.
+
+    ``advertised_kafka_port``: the port Kafka tells clients to connect to, when something else
+    (a fault-injecting proxy in tests) listens there and forwards to ``stack.kafka_port``. None,
+    the default, advertises the listening port itself.
+    """
 
     home: Path
     stack: StackSettings
+    advertised_kafka_port: int | None = None
+
+    @property
+    def kafka_client_port(self) -> int:
+        """The port Kafka advertises: every client connection after bootstrap goes there."""
+        return self.advertised_kafka_port or self.stack.kafka_port
 
     def version(self, name: str) -> str:
         return self.stack.kafka_version if name == "kafka" else self.stack.s3proxy_version
@@ -139,6 +150,7 @@ def render_argv(layout: ServiceLayout, name: str, deploy_dir: Path) -> list[str]
         values = {
             "host": host,
             "kafka_port": layout.stack.kafka_port,
+            "advertised_kafka_port": layout.kafka_client_port,
             "controller_port": layout.stack.controller_port,
             "data_dir": data,
         }

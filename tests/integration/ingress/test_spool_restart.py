@@ -63,11 +63,9 @@ def private_ingress_env(
     )
 
 
-@pytest.fixture(scope="module")
-def private_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    """A Kafka of this module's own, which the test may stop and start at will."""
+def new_private_kafka(home: Path, *, advertised_kafka_port: int | None = None) -> LocalStack:
+    """A Kafka under ``home`` on free ports (not started), with the shared stack's jars."""
     shared = LocalStack(Settings.from_env())
-    home = tmp_path_factory.mktemp("kafka-home")
     settings = Settings.from_env(
         {
             "EXOPIPE_STACK_HOME": str(home),
@@ -76,12 +74,19 @@ def private_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSta
             "EXOPIPE_STACK_KAFKA_VERSION": shared.stack.kafka_version,
         }
     )
-    stack = LocalStack(settings)
+    stack = LocalStack(settings, advertised_kafka_port=advertised_kafka_port)
     # Reuse the shared stack's jars instead of resolving them again.
     lib = stack.lib_dir("kafka")
     lib.parent.mkdir(parents=True, exist_ok=True)
     if shared.lib_dir("kafka").is_dir():
         lib.symlink_to(shared.lib_dir("kafka"), target_is_directory=True)
+    return stack
+
+
+@pytest.fixture(scope="module")
+def private_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    """A Kafka of this module's own, which the test may stop and start at will."""
+    stack = new_private_kafka(tmp_path_factory.mktemp("kafka-home"))
     stack.start_service("kafka")
     try:
         yield stack

@@ -73,6 +73,9 @@ def test_kafka_config_is_single_node_kraft_on_loopback(tmp_path: Path) -> None:
     assert props["listeners"] == (
         f"PLAINTEXT://127.0.0.1:{s.kafka_port},CONTROLLER://127.0.0.1:{s.controller_port}"
     )
+    assert props["advertised.listeners"] == (
+        f"PLAINTEXT://127.0.0.1:{s.kafka_port},CONTROLLER://127.0.0.1:{s.controller_port}"
+    )
     assert props["controller.quorum.bootstrap.servers"] == f"127.0.0.1:{s.controller_port}"
     assert props["log.dirs"] == str(tmp_path / "data" / "kafka")
     for key in ("offsets.topic.replication.factor", "transaction.state.log.replication.factor"):
@@ -81,6 +84,22 @@ def test_kafka_config_is_single_node_kraft_on_loopback(tmp_path: Path) -> None:
     assert props["group.initial.rebalance.delay.ms"] == "0"
     assert props["auto.create.topics.enable"] == "false"
     assert (stack.conf_dir("kafka") / "log4j2.xml").is_file()
+
+
+def test_kafka_can_advertise_another_port_for_clients_only(tmp_path: Path) -> None:
+    """A fault proxy's port: clients go through it, the controller and the listener do not."""
+    proxy_port = _free_port()
+    stack = LocalStack(_settings(tmp_path), advertised_kafka_port=proxy_port)
+    stack._render("kafka")
+    props = _properties((stack.conf_dir("kafka") / "server.properties").read_text())
+    s = stack.stack
+    assert props["advertised.listeners"] == (
+        f"PLAINTEXT://127.0.0.1:{proxy_port},CONTROLLER://127.0.0.1:{s.controller_port}"
+    )
+    assert props["listeners"].startswith(f"PLAINTEXT://127.0.0.1:{s.kafka_port},")
+    assert props["controller.quorum.bootstrap.servers"] == f"127.0.0.1:{s.controller_port}"
+    assert stack.endpoints().kafka_bootstrap == f"127.0.0.1:{proxy_port}"
+    assert stack.port("kafka") == s.kafka_port  # readiness still checks the real listener
 
 
 def test_kafka_argv_uses_the_version_lib_dir_and_a_modest_heap(tmp_path: Path) -> None:
@@ -178,8 +197,10 @@ def test_java_major_version(output: str, major: int | None) -> None:
 
 
 def test_endpoints_env_and_exports_round_trip_through_the_shell(tmp_path: Path) -> None:
-    endpoints = LocalStack(_settings(tmp_path)).endpoints()
+    settings = _settings(tmp_path)
+    endpoints = LocalStack(settings).endpoints()
     env = endpoints.env()
+    assert env["EXOPIPE_KAFKA_BOOTSTRAP"] == f"127.0.0.1:{settings.stack.kafka_port}"
     assert env["EXOPIPE_S3_BUCKET"] == "exotel-recordings"
     assert env["EXOPIPE_EXOTEL_BASE_URL"].endswith("/v2/integrations")
     assert env["AWS_DEFAULT_REGION"] == "us-east-1"
