@@ -1,4 +1,4 @@
-"""Keep an agent from going past a record that faust dropped when a partition changed hands.
+"""Keep an agent from going past records that faust dropped when a partition changed hands.
 
 Why: faust 0.15 can lose records at the start of a partition it has just been assigned. After
 table recovery it resumes the partition *before* it seeks to the committed offset, so the first
@@ -6,18 +6,18 @@ records can be fetched and queued, then cleared from the stream's queue when flo
 drain loop writes its read offset after that seek, so re-fetched records below it count as
 already read and are dropped. The agent then sees C+1 (or C, then C+3) and, once that is acked,
 faust's off-by-one gap check (faust-streaming #606) commits past the lost records: records never
-processed by anyone. Seen in ``tests/faults/test_settings_rebalance.py`` (1 run in 18).
+processed by anyone. Seen in ``tests/faults/test_settings_rebalance.py``.
 
-What the guard does: it knows, per partition, the offset of the next record to admit (from
-Kafka's committed offset at each new assignment, then the last admitted record + 1). A record
-past that offset is checked against the first record that really exists from there on
-(transaction markers, compaction and retention leave legitimate holes); if one exists, records
-were dropped: the guard seeks faust's consumer back and turns records away, unacked, until the
-missing one arrives. A record before that offset is a second copy (faust re-fetches after a
-seek) or was committed before: it is turned away too, so it is not processed twice.
+What the guard does: it knows, per partition, the offset of the next record to process (Kafka's
+committed offset at each new assignment, then the last one handed on + 1). When a record comes
+from further on, the guard reads the records in between itself, with a reader of its own, and
+hands them on first, as faust events that ack like any other: the agent processes them in
+order and faust commits them in order. Offsets with no record (transaction markers, compaction,
+retention) are simply absent from that read. A record before the expected offset is a second
+copy, or was committed before: it is turned away, so nothing is processed twice. (Seeking
+faust's consumer back does not work: the same read-offset race drops the re-read too.)
 
-It never acks anything and never lets a record through ahead of a missing one it has found.
-Records turned away are read again after the seek; an agent must simply skip them.
+It never acks anything itself, and never hands on a record while an earlier one is missing.
 """
 
 from __future__ import annotations
@@ -30,9 +30,11 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import IllegalStateError, KafkaError
+from aiokafka.errors import KafkaError
+from faust.types.tuples import ConsumerMessage
 from prometheus_client import Counter
 
 from workers.config import Settings
@@ -42,129 +44,104 @@ from workers.retry import RetryPolicy, retry_async
 
 __all__ = [
     "ContinuityGuard",
-    "GapNotRecovered",
+    "GapNotFilled",
     "KafkaPositions",
-    "admitted_events",
     "continuity_guard",
+    "guarded_events",
     "release",
 ]
 
 log = logging.getLogger(__name__)
 
-# A seek back that is undone again (faust's read-offset race can strike the re-read too) is
-# retried; after this many the worker stops rather than skip a record.
-MAX_SEEKS_PER_GAP = 5
-# For /metrics: how often a worker found records faust had dropped (no labels: one per process).
-GAPS_FOUND = Counter(
+# For /metrics: records faust dropped that the guard read itself (no labels: one per process).
+RECORDS_FILLED = Counter(
     "exopipe_worker_dropped_records_found",
-    "Times records dropped by faust at a handover were found and read again.",
+    "Records faust dropped at a handover, read again by the worker itself and processed.",
 )
 # A group coordinator that is loading or moving answers with a retriable error for a while.
 _ASK_POLICY = RetryPolicy(max_attempts=10, base_delay=0.2, max_delay=3.0)
 
 
-class GapNotRecovered(RuntimeError):
-    """A dropped record did not come back after repeated seeks: stop, do not skip it."""
+class GapNotFilled(RuntimeError):
+    """The records before a record could not be read in time: stop rather than skip them."""
 
 
 class Positions(Protocol):
-    """Where a partition's next record for this consumer group really is, according to Kafka."""
+    """What Kafka says about a partition, for this consumer group."""
 
     async def committed(self, tp: Any) -> int:
         """The group's committed offset, or the log start if the group has committed nothing."""
         ...
 
-    async def first_from(self, tp: Any, offset: int) -> int | None:
-        """The offset of the first record at or after ``offset``; None if none came in time."""
+    def records(self, tp: Any, start: int, end: int) -> AsyncIterator[Any]:
+        """The records with ``start <= offset < end``, in order (holes are simply absent)."""
         ...
 
 
 @dataclass
 class _Partition:
     generation: int | None
-    expected: int  # the offset of the next record to admit
-    missing: int | None = None  # an offset sought back to, which must be the next admitted
-    highest_turned_away: int = -1
-    seeks: int = 0
+    expected: int  # the offset of the next record to hand on
 
 
 class ContinuityGuard:
-    """``await guard.admit(message)``: True to process the record, False to skip it unacked."""
+    """``async for event in guard.sift(event)``: what to process, in order, for each event.
 
-    def __init__(self, positions: Positions, seek: Callable[[Any, int], Awaitable[None]]) -> None:
+    ``rebuild(record, like)`` turns a record the guard read itself into an event of the same
+    kind as ``like`` (the event that revealed the gap), whose ack counts like a real one.
+    """
+
+    def __init__(
+        self,
+        positions: Positions,
+        rebuild: Callable[[Any, Any], Any],
+        on_fatal: Callable[[BaseException], Awaitable[Any]] | None = None,
+    ) -> None:
         self._positions = positions
-        self._seek = seek
+        self._rebuild = rebuild
+        self._on_fatal = on_fatal
         self._partitions: dict[Any, _Partition] = {}
-        self.gaps_found = 0
+        self.filled = 0
 
-    async def admit(self, message: Any) -> bool:
+    async def sift(self, event: Any) -> AsyncIterator[Any]:
+        message = event.message
         tp, offset = message.tp, message.offset
         state = self._partitions.get(tp)
         if state is None or state.generation != message.generation_id:
             # A new assignment: faust starts each partition again from the committed offset.
             committed = await self._positions.committed(tp)
             state = self._partitions[tp] = _Partition(message.generation_id, committed)
-        if state.missing is not None:
-            return await self._while_seeking(tp, offset, state, state.missing)
         if offset < state.expected:
-            return False  # read already (a second copy after a re-fetch), or committed before
-        if offset > state.expected and await self._dropped_before(tp, offset, state):
-            return False
-        state.expected = offset + 1
-        return True
-
-    async def _dropped_before(self, tp: Any, offset: int, state: _Partition) -> bool:
-        """Whether records exist between the expected offset and ``offset``; if so, seek back."""
-        first = await self._positions.first_from(tp, state.expected)
-        if first is None or offset <= first:
-            return False  # a hole in the log (markers, compaction, retention): nothing to read
-        self.gaps_found += 1
-        GAPS_FOUND.inc()
-        log.warning(
-            "%s: record %s came next, but record %s exists and was never admitted: records "
-            "were dropped on the way in; reading them again",
-            tp,
-            offset,
-            first,
-        )
-        await self._seek_back(tp, state, first, offset)
-        return True
-
-    async def _while_seeking(self, tp: Any, offset: int, state: _Partition, missing: int) -> bool:
-        if offset == missing:
-            log.info("%s: record %s is back after the seek; going on", tp, offset)
-            state.missing, state.seeks, state.expected = None, 0, offset + 1
-            return True
-        if missing < offset <= state.highest_turned_away:
-            # The re-read has begun and passed the missing record again: seek once more.
-            await self._seek_back(tp, state, missing, offset)
-        else:
-            state.highest_turned_away = max(state.highest_turned_away, offset)
-        return False
-
-    async def _seek_back(self, tp: Any, state: _Partition, missing: int, turned_away: int) -> None:
-        if state.seeks >= MAX_SEEKS_PER_GAP:
-            raise GapNotRecovered(
-                f"{tp}: record {missing} did not come back after {state.seeks} seeks; stopping "
-                "unacked so that it is read again after a restart"
+            release(message)  # read already (a second copy), or committed before
+            return
+        if offset > state.expected:
+            log.warning(
+                "%s: record %s came next, but nothing from %s on was handed on: records "
+                "faust dropped are read directly",
+                tp,
+                offset,
+                state.expected,
             )
-        state.seeks += 1
-        state.missing = missing
-        state.highest_turned_away = turned_away
-        try:
-            await self._seek(tp, missing)
-        except IllegalStateError:
-            # The partition was taken away meanwhile; its next owner starts from the commit.
-            log.info("%s is no longer assigned; not seeking", tp)
+            try:
+                async for record in self._positions.records(tp, state.expected, offset):
+                    self.filled += 1
+                    RECORDS_FILLED.inc()
+                    state.expected = record.offset + 1
+                    yield self._rebuild(record, event)
+            except GapNotFilled as exc:
+                log.error("%s", exc)
+                if self._on_fatal is not None:
+                    await self._on_fatal(exc)  # stop the worker: never skip the records
+                raise
+        state.expected = offset + 1
+        yield event
 
 
-async def admitted_events(stream: Any, guard: ContinuityGuard) -> AsyncIterator[Any]:
-    """The events of a manually acked faust stream that ``guard`` admits, in order."""
+async def guarded_events(stream: Any, guard: ContinuityGuard) -> AsyncIterator[Any]:
+    """The events of a manually acked faust stream, with the guard's fills, in offset order."""
     async for event in stream.events():
-        if await guard.admit(event.message):
-            yield event
-        else:
-            release(event.message)
+        async for admitted in guard.sift(event):
+            yield admitted
 
 
 def release(message: Any) -> None:
@@ -172,8 +149,8 @@ def release(message: Any) -> None:
 
     faust waits for every record it handed out to be acked before a rebalance or a shutdown
     completes (``Consumer.wait_empty``), and forgets those marked ``acked``. Marking the copy
-    turned away is not ``Consumer.ack``: its offset never enters the commit; the record itself
-    comes again (after the seek) as a new message, or was processed already.
+    turned away is not ``Consumer.ack``: its offset never enters the commit through it; the
+    record itself was processed already, or committed before.
     """
     message.acked = True
 
@@ -189,7 +166,7 @@ class KafkaPositions:
         admin: AIOKafkaAdminClient,
         reader: AIOKafkaConsumer,
         group_id: str,
-        fetch_timeout_s: float = 5.0,
+        fetch_timeout_s: float = 15.0,
     ) -> None:
         self._admin = admin
         self._reader = reader
@@ -217,20 +194,57 @@ class KafkaPositions:
         starts = await self._reader.beginning_offsets([partition])
         return int(starts[partition])
 
-    async def first_from(self, tp: Any, offset: int) -> int | None:
+    async def records(self, tp: Any, start: int, end: int) -> AsyncIterator[Any]:
         partition = TopicPartition(tp.topic, tp.partition)
         async with self._lock:
             self._reader.assign([partition])
             try:
-                self._reader.seek(partition, offset)
+                self._reader.seek(partition, start)
+                position = start
                 deadline = time.monotonic() + self._fetch_timeout_s
-                while time.monotonic() < deadline:
-                    batch = await self._reader.getmany(partition, timeout_ms=250, max_records=1)
-                    if batch.get(partition):
-                        return int(batch[partition][0].offset)
-                return None
+                while position < end:
+                    if time.monotonic() > deadline:
+                        raise GapNotFilled(
+                            f"{tp}: records {position} to {end - 1} could not be read in "
+                            f"{self._fetch_timeout_s:.0f} s; stopping unacked so that they are "
+                            "read again after a restart"
+                        )
+                    batch = await self._reader.getmany(partition, timeout_ms=250)
+                    for record in batch.get(partition, []):
+                        if record.offset >= end:
+                            return
+                        position = record.offset + 1
+                        yield record
+                    if not batch.get(partition):
+                        # Nothing more before ``end``: the rest are holes (markers, compaction).
+                        position = max(position, await self._reader.position(partition))
             finally:
                 self._reader.unsubscribe()  # stop fetching in the background
+
+
+def rebuild_event(app: Any, record: Any, like: Any) -> Any:
+    """A faust event for a record read directly, acked through faust like the stream's own.
+
+    It is tracked (faust waits for it at a rebalance or a shutdown) and holds one reference,
+    which the agent's ack releases: then ``Consumer.ack`` counts its offset for the commit.
+    """
+    message = ConsumerMessage(
+        record.topic,
+        record.partition,
+        record.offset,
+        record.timestamp / 1000.0 if record.timestamp is not None else time.time(),
+        record.timestamp_type,
+        record.headers,
+        record.key,
+        record.value,
+        record.checksum,
+        tp=like.message.tp,
+        generation_id=like.message.generation_id,
+    )
+    message.incref()
+    app.consumer.track_message(message)
+    message.tracked = True
+    return faust.Event(app, record.key, record.value, record.headers, message)
 
 
 @asynccontextmanager
@@ -241,6 +255,10 @@ async def continuity_guard(app: Any, settings: Settings) -> AsyncIterator[Contin
         await reader.start()
         try:
             positions = KafkaPositions(admin, reader, group_id=app.conf.id)
-            yield ContinuityGuard(positions, app.consumer.seek)
+            yield ContinuityGuard(
+                positions,
+                lambda record, like: rebuild_event(app, record, like),
+                on_fatal=app.crash,
+            )
         finally:
             await reader.stop()

@@ -23,7 +23,7 @@ import faust
 
 from workers.archiver.archive import Archiver
 from workers.archiver.outcomes import Outcome
-from workers.offset_guard import ContinuityGuard, admitted_events
+from workers.offset_guard import ContinuityGuard, guarded_events
 from workers.ordered_acks import OrderedAcks
 
 __all__ = ["register_archive_agent"]
@@ -85,7 +85,7 @@ def register_archive_agent(
 
         async with make_guard() as guard, make_archiver() as archiver:
             try:
-                async for event in admitted_events(manual, guard):
+                async for event in guarded_events(manual, guard):
                     if ready is not None and not ready.is_set():
                         await ready.wait()  # once, at start: know which apps are switched off
                     await slots.acquire()

@@ -29,7 +29,7 @@ from workers.enricher.records import ReadError
 from workers.enricher.tables import declare_tables
 from workers.errors import RetryableError
 from workers.faust_app import catalog_topic, new_app, raw_topic
-from workers.offset_guard import admitted_events, continuity_guard
+from workers.offset_guard import continuity_guard, guarded_events
 from workers.settings_state import SettingsState
 
 __all__ = ["app_name", "create_app"]
@@ -94,7 +94,7 @@ def create_app(settings: Settings, replication: int) -> faust.App:
             # dropped one before it at a rebalance) stays unacked and is read again.
             manual = stream.noack()
             async with continuity_guard(app, settings) as guard:
-                async for event in admitted_events(manual, guard):
+                async for event in guarded_events(manual, guard):
                     await guarded(handler, kind, event)
                     await manual.ack(event)
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import faust
 
-from workers.offset_guard import ContinuityGuard, admitted_events
+from workers.offset_guard import ContinuityGuard, guarded_events
 from workers.settings_applier.dispatch import Dispatcher, Job
 from workers.settings_applier.processor import CommandProcessor, Parsed
 
@@ -52,7 +52,7 @@ def register_agent(
 
             dispatcher = Dispatcher(run, max_pending=max_pending, on_fatal=app.crash)
             try:
-                async for event in admitted_events(manual, guard):
+                async for event in guarded_events(manual, guard):
                     message = event.message
                     parsed: Parsed = processor.parse(
                         message.key, message.value, message.partition, message.offset

@@ -1,15 +1,16 @@
 """The continuity guard's view of Kafka, on the real broker: a group's committed offset (or the
-log start when it has none) and the first record at or after an offset. Asking must not make
-the reader a member of the group, nor commit anything."""
+log start when it has none), the records of an offset range, and the faust event rebuilt from
+one. Asking must not make the reader a member of the group, nor commit anything."""
 
 from __future__ import annotations
 
+import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from tests.conftest import PipelineEnv
 from topics.catalog import SETTINGS_COMMAND
 from workers.kafka import admin_client, new_reader, started_producer
-from workers.offset_guard import KafkaPositions
+from workers.offset_guard import GapNotFilled, KafkaPositions
 
 
 async def test_committed_offset_log_start_and_first_record(topics_env: PipelineEnv) -> None:
@@ -39,11 +40,13 @@ async def test_committed_offset_log_start_and_first_record(topics_env: PipelineE
             finally:
                 await member.stop()
             assert await positions.committed(tp) == 7
-            assert await positions.first_from(tp, 7) == 7
-            assert await positions.first_from(tp, 3) == 3
-            # Past the end: nothing comes within the wait.
+            got = [r.offset async for r in positions.records(tp, 3, 7)]
+            assert got == [3, 4, 5, 6]
+            assert [r.value async for r in positions.records(tp, 7, 9)] == [b"r7", b"r8"]
+            # Past the end nothing comes: the worker stops rather than skip what it cannot read.
             short = KafkaPositions(admin, reader, group_id=group, fetch_timeout_s=0.5)
-            assert await short.first_from(tp, 10) is None
+            with pytest.raises(GapNotFilled):
+                _ = [r async for r in short.records(tp, 10, 12)]
             assert reader.assignment() == set()  # it stops fetching once it has answered
             assert await positions.committed(tp) == 7  # asking committed nothing
             described = await admin.describe_consumer_groups([group])

@@ -1,22 +1,18 @@
-"""The continuity guard: a record faust dropped at a handover is read again, never passed.
+"""The continuity guard: records faust dropped at a handover are read and processed, in order,
+before anything later; second copies are turned away.
 
 The Kafka side is a fake here (a partition's records as a list of offsets, a committed offset);
-``tests/integration/workers/test_offset_guard_kafka.py`` checks the real positions reader.
+``tests/integration/workers/test_offset_guard_kafka.py`` checks the real reader.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pytest
 
-from workers.offset_guard import (
-    MAX_SEEKS_PER_GAP,
-    ContinuityGuard,
-    GapNotRecovered,
-    admitted_events,
-)
+from workers.offset_guard import ContinuityGuard, GapNotFilled, guarded_events
 
 TP = ("commands", 3)
 
@@ -29,139 +25,121 @@ class Message:
     acked: bool = False
 
 
-class FakePositions:
-    """A partition holding ``offsets`` (holes allowed) and a group that committed ``committed``."""
-
-    def __init__(self, offsets: list[int], committed: int) -> None:
-        self.offsets = offsets
-        self.committed_offset = committed
-        self.calls = 0
-
-    async def committed(self, tp: object) -> int:
-        self.calls += 1
-        return self.committed_offset
-
-    async def first_from(self, tp: object, offset: int) -> int | None:
-        return next((o for o in self.offsets if o >= offset), None)
-
-
-class Seeks:
-    def __init__(self) -> None:
-        self.to: list[tuple[object, int]] = []
-
-    async def __call__(self, tp: object, offset: int) -> None:
-        self.to.append((tp, offset))
-
-
-async def admitted(guard: ContinuityGuard, offsets: list[int], generation: int = 1) -> list[int]:
-    return [o for o in offsets if await guard.admit(Message(o, generation))]
-
-
-async def test_first_record_at_the_committed_offset_goes_through() -> None:
-    seeks = Seeks()
-    guard = ContinuityGuard(FakePositions(list(range(30)), committed=14), seeks)
-    assert await admitted(guard, [14, 15, 16]) == [14, 15, 16]
-    assert seeks.to == [] and guard.gaps_found == 0
-
-
-async def test_a_hole_in_the_log_is_not_a_gap() -> None:
-    # Offsets 14 and 15 hold no record (transaction markers, compaction): 16 is the first.
-    seeks = Seeks()
-    guard = ContinuityGuard(FakePositions([10, 11, 12, 13, 16, 17], committed=14), seeks)
-    assert await admitted(guard, [16, 17]) == [16, 17]
-    assert seeks.to == []
-
-
-async def test_the_handover_drop_is_read_again_before_anything_later() -> None:
-    """The failure a trace showed: committed 14, the new owner's first record is 15."""
-    seeks = Seeks()
-    guard = ContinuityGuard(FakePositions(list(range(30)), committed=14), seeks)
-    # 15..17 were queued before the seek took effect; then the re-read brings 14, 15, ...
-    got = await admitted(guard, [15, 16, 17, 14, 15, 16, 17, 18])
-    assert got == [14, 15, 16, 17, 18]
-    assert seeks.to == [(TP, 14)]
-    assert guard.gaps_found == 1
-
-
-async def test_a_re_read_that_passes_the_missing_record_again_seeks_again() -> None:
-    seeks = Seeks()
-    guard = ContinuityGuard(FakePositions(list(range(30)), committed=14), seeks)
-    # The re-read lost 14 again (it starts at 15, at or below what was already turned away).
-    got = await admitted(guard, [15, 16, 15, 16, 14, 15])
-    assert got == [14, 15]
-    assert seeks.to == [(TP, 14), (TP, 14)]
-
-
-async def test_a_record_that_never_comes_back_stops_the_worker_instead_of_skipping() -> None:
-    seeks = Seeks()
-    guard = ContinuityGuard(FakePositions(list(range(30)), committed=14), seeks)
-    with pytest.raises(GapNotRecovered, match="record 14"):
-        for _ in range(MAX_SEEKS_PER_GAP + 1):
-            assert await admitted(guard, [15, 16]) == []
-    assert len(seeks.to) == MAX_SEEKS_PER_GAP
-
-
-async def test_each_generation_checks_its_first_record_again() -> None:
-    positions = FakePositions(list(range(30)), committed=14)
-    seeks = Seeks()
-    guard = ContinuityGuard(positions, seeks)
-    assert await admitted(guard, [14, 15], generation=1) == [14, 15]
-    positions.committed_offset = 16
-    # A new assignment: the first record must be the committed one again.
-    assert await admitted(guard, [17], generation=2) == []
-    assert seeks.to == [(TP, 16)]
-    assert await admitted(guard, [16, 17], generation=2) == [16, 17]
-    assert positions.calls == 2  # once per partition and generation, not per record
-
-
-async def test_partitions_are_guarded_apart() -> None:
-    seeks = Seeks()
-    guard = ContinuityGuard(FakePositions(list(range(30)), committed=14), seeks)
-    other = ("commands", 4)
-    assert not await guard.admit(Message(15))  # partition 3 waits for 14
-    assert await guard.admit(Message(14, tp=other))  # partition 4 is not held back
-    assert await guard.admit(Message(15, tp=other))
-    assert await guard.admit(Message(14))
-
-
-async def test_records_below_the_commit_or_read_already_are_turned_away() -> None:
-    # Below the committed offset: processed and committed before. A second copy of a record
-    # already admitted: faust re-fetched it. Neither is processed again.
-    seeks = Seeks()
-    guard = ContinuityGuard(FakePositions(list(range(30)), committed=14), seeks)
-    assert await admitted(guard, [12, 13, 14, 15, 14, 15, 16]) == [14, 15, 16]
-    assert seeks.to == []
-
-
-async def test_a_record_lost_after_the_first_one_is_read_again() -> None:
-    """The other shape of the drop: the agent got 14, then 15 and 16 were cleared and 15 lost."""
-    seeks = Seeks()
-    guard = ContinuityGuard(FakePositions(list(range(30)), committed=14), seeks)
-    got = await admitted(guard, [14, 16, 17, 15, 16, 17])
-    assert got == [14, 15, 16, 17]
-    assert seeks.to == [(TP, 15)]
-    assert guard.gaps_found == 1
-
-
-async def test_a_hole_inside_the_log_is_passed_without_seeking() -> None:
-    seeks = Seeks()
-    guard = ContinuityGuard(FakePositions([14, 15, 18, 19], committed=14), seeks)
-    assert await admitted(guard, [14, 15, 18, 19]) == [14, 15, 18, 19]
-    assert seeks.to == []
-
-
-async def test_a_new_gap_after_a_recovered_one_gets_its_own_seeks() -> None:
-    seeks = Seeks()
-    guard = ContinuityGuard(FakePositions(list(range(40)), committed=10), seeks)
-    got = await admitted(guard, [11, 10, 11, 12, 14, 13, 14])
-    assert got == [10, 11, 12, 13, 14]
-    assert seeks.to == [(TP, 10), (TP, 13)]
-    assert guard.gaps_found == 2
-
-
 @dataclass
 class Event:
     message: Message
+    filled: bool = False
+
+
+@dataclass
+class Record:
+    offset: int
+
+
+@dataclass
+class FakePositions:
+    """A partition holding ``offsets`` (holes allowed) and a group that committed ``committed``."""
+
+    offsets: list[int]
+    committed_offset: int
+    readable: bool = True
+    asked: int = 0
+    reads: list[tuple[int, int]] = field(default_factory=list)
+
+    async def committed(self, tp: object) -> int:
+        self.asked += 1
+        return self.committed_offset
+
+    async def records(self, tp: object, start: int, end: int) -> AsyncIterator[Record]:
+        self.reads.append((start, end))
+        if not self.readable:
+            raise GapNotFilled(f"records {start} to {end - 1} could not be read")
+        for offset in self.offsets:
+            if start <= offset < end:
+                yield Record(offset)
+
+
+def rebuild(record: Record, like: Event) -> Event:
+    return Event(Message(record.offset, like.message.generation_id, like.message.tp), filled=True)
+
+
+def new_guard(positions: FakePositions) -> ContinuityGuard:
+    return ContinuityGuard(positions, rebuild)
+
+
+async def passed(guard: ContinuityGuard, offsets: list[int], generation: int = 1) -> list[str]:
+    """What the guard hands on for these records: ``"14"`` as received, ``"14*"`` read by it."""
+    out = []
+    for offset in offsets:
+        async for event in guard.sift(Event(Message(offset, generation))):
+            out.append(f"{event.message.offset}{'*' if event.filled else ''}")
+    return out
+
+
+async def test_records_from_the_committed_offset_on_pass_as_they_are() -> None:
+    positions = FakePositions(list(range(30)), committed_offset=14)
+    assert await passed(new_guard(positions), [14, 15, 16]) == ["14", "15", "16"]
+    assert positions.reads == []
+
+
+async def test_the_handover_drop_is_read_and_processed_first() -> None:
+    """The failure a trace showed: committed 14, the new owner's first record is 15."""
+    guard = new_guard(FakePositions(list(range(30)), committed_offset=14))
+    assert await passed(guard, [15, 16]) == ["14*", "15", "16"]
+    assert guard.filled == 1
+
+
+async def test_records_lost_after_the_first_one_are_read_too() -> None:
+    """The other shape: the agent got 14, then 15 to 17 were cleared and skipped."""
+    guard = new_guard(FakePositions(list(range(30)), committed_offset=14))
+    assert await passed(guard, [14, 18, 19]) == ["14", "15*", "16*", "17*", "18", "19"]
+
+
+async def test_holes_in_the_log_are_not_filled() -> None:
+    # 14, 15 and 17 hold no record (transaction markers, compaction).
+    guard = new_guard(FakePositions([10, 11, 12, 13, 16, 18], committed_offset=14))
+    assert await passed(guard, [18]) == ["16*", "18"]
+    assert await passed(guard, [16, 18]) == []  # copies of what was handed on
+
+
+async def test_second_copies_and_committed_records_are_turned_away_and_released() -> None:
+    guard = new_guard(FakePositions(list(range(30)), committed_offset=14))
+    below, copy = Event(Message(13)), Event(Message(14))
+    assert await passed(guard, [14]) == ["14"]
+    for event in (below, copy):
+        assert [e async for e in guard.sift(event)] == []
+        # Released: faust no longer waits for it at a rebalance; never acked (committed).
+        assert event.message.acked is True
+
+
+async def test_each_generation_starts_again_from_the_committed_offset() -> None:
+    positions = FakePositions(list(range(30)), committed_offset=14)
+    guard = new_guard(positions)
+    assert await passed(guard, [14, 15], generation=1) == ["14", "15"]
+    positions.committed_offset = 15  # 15 was acked but not committed before the handover
+    assert await passed(guard, [17], generation=2) == ["15*", "16*", "17"]
+    assert positions.asked == 2  # once per partition and generation, not per record
+
+
+async def test_partitions_are_guarded_apart() -> None:
+    guard = new_guard(FakePositions(list(range(30)), committed_offset=14))
+    other = ("commands", 4)
+    handed = [e async for e in guard.sift(Event(Message(14, tp=other)))]
+    assert [e.message.offset for e in handed] == [14]
+    assert await passed(guard, [15]) == ["14*", "15"]
+
+
+async def test_records_that_cannot_be_read_stop_the_worker_instead_of_being_skipped() -> None:
+    stopped: list[BaseException] = []
+
+    async def crash(exc: BaseException) -> None:
+        stopped.append(exc)
+
+    positions = FakePositions(list(range(30)), committed_offset=14, readable=False)
+    guard = ContinuityGuard(positions, rebuild, on_fatal=crash)
+    with pytest.raises(GapNotFilled):
+        await passed(guard, [16])
+    assert len(stopped) == 1
 
 
 class Stream:
@@ -173,13 +151,9 @@ class Stream:
             yield item
 
 
-async def test_records_turned_away_are_released_from_faust_not_acked() -> None:
-    """faust waits at every rebalance and shutdown for each record it handed out to be done;
-    a copy the guard turned away must not hold that up (it did: a worker could not stop)."""
-    stream = Stream([15, 14, 15])
-    guard = ContinuityGuard(FakePositions(list(range(30)), committed=14), Seeks())
-    got = [event.message.offset async for event in admitted_events(stream, guard)]
-    assert got == [14, 15]
-    turned_away, first, second = (event.message for event in stream.items)
-    assert turned_away.acked is True  # released: faust stops waiting for it
-    assert first.acked is False and second.acked is False  # admitted: the agent acks them
+async def test_guarded_events_hand_on_the_stream_in_offset_order() -> None:
+    stream = Stream([15, 16, 14])
+    guard = new_guard(FakePositions(list(range(30)), committed_offset=14))
+    got = [(e.message.offset, e.filled) async for e in guarded_events(stream, guard)]
+    assert got == [(14, True), (15, False), (16, False)]
+    assert stream.items[2].message.acked is True  # the late real copy of 14: released
