@@ -61,6 +61,13 @@ def new_app(worker_name: str, settings: Settings, replication: int, **overrides:
         # (5 minutes by default), during which its agent reads nothing.
         "consumer_metadata_max_age_ms": 5_000,
         "producer_acks": -1,
+        # No standby replicas of tables. With one, a worker that had been standby for a
+        # partition and then got it as active kept it in its standby set too: the standby seek
+        # moved the changelog to its end and the active recovery waited forever for records
+        # (seen in tests/faults/test_settings_rebalance.py after the second handover). Without
+        # standbys a new owner reads the (compacted) changelog from the start: slower to take
+        # over, never stuck.
+        "table_standby_replicas": 0,
     }
     options.update(overrides)
     settings.worker_data_dir.mkdir(parents=True, exist_ok=True)

@@ -2,12 +2,11 @@
 yet every command has exactly one result, all ``applied``, and per app the results and the PUTs
 keep command order.
 
-Known failure (xfail, not strict): in 1 run of 3 when first seen, 1 of 18 since, one command
-never got a result while the later commands of the same app, on the same partition, did: the
-committed offset passed it. A trace of such a run showed the record at the committed offset
-never reached either worker's agent after the handover; the new owner acked the next records in
-order and faust's off-by-one gap check (faust-streaming #606) committed past the missing one.
-Where faust dropped it is not known yet; see RELIABILITY.md, "settings".
+Two bugs this test found. faust could drop records at the start of a partition that changed
+hands, and the next records' acks then committed past them (1 run in 18, later 3 in 7): the
+agents now read through :mod:`workers.offset_guard`, which reads such records itself. And a
+table recovery could wait forever after the second handover (standby replicas; see
+``workers/faust_app.py``).
 """
 
 from __future__ import annotations
@@ -15,8 +14,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-
-import pytest
 
 from tests.conftest import PipelineEnv
 from tests.integration.settings_applier.conftest import (
@@ -39,10 +36,6 @@ async def _wait_for_results(env: PipelineEnv, count: int, deadline: float) -> No
         assert time.monotonic() < deadline, f"fewer than {count} results in time"
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="a record lost inside faust across a rebalance is committed past: under repair",
-)
 async def test_a_worker_joins_and_leaves_during_load(
     settings_env: PipelineEnv,
     apps: Apps,
@@ -89,6 +82,9 @@ async def test_a_worker_joins_and_leaves_during_load(
         for i, c in enumerate(commands)
         if c.data["command_id"] not in answered
     ]
+    # How often the continuity guard read records faust had dropped itself.
+    gaps = sum(w.log().count("records faust dropped are read directly") for w in (first, second))
+    print(f"gaps filled by the continuity guard: {gaps}")
     assert not skipped, f"commands without a result: {skipped}\n{first.log()[-2000:]}"
     found = await results(settings_env, total + 1, wait_seconds=3)  # a duplicate shows here
 
