@@ -230,22 +230,18 @@ async def test_archiver_archives_once_through_latency_resets_and_a_blackhole(
         await asyncio.to_thread(rig.drop_bucket)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="faust turns aiokafka's idempotence on only for exactly-once processing, and "
-    "workers/faust_app.py does not ask for it: a batch re-sent after a lost acknowledgement "
-    "is written twice",
-)
 async def test_a_worker_writes_a_record_once_when_its_acknowledgement_is_lost(
     proxied_kafka: tuple[LocalStack, FaultProxy], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The faust workers' producer (``new_app``'s) when the broker's answers are lost.
 
-    Found by the archiver test above: records written twice although the worker produced each
-    once (one log line each). Every outcome, enriched record, settings result and ledger entry
-    goes through this producer. Each round sends 10 records through the latency, then resets
-    every connection while the broker's answers are held in the proxy: the producer sends the
-    batch again. An idempotent producer (the ingress's) has the broker drop the second copy.
+    Each round sends 10 records through the latency, then resets every connection while the
+    broker's answers are held in the proxy: the producer sends the batch again, and only an
+    idempotent producer has the broker drop the second copy. Every outcome, enriched record,
+    settings result and ledger entry goes through this producer. Found by the archiver test
+    above (records on Kafka twice, produced once according to the worker's log): faust turns
+    idempotence on only for exactly-once processing, and its producer wrote 50 of 51 records
+    twice here until ``new_app`` asked for it.
     """
     kafka, proxy = proxied_kafka
     settings = Settings.from_env(
