@@ -59,7 +59,8 @@ RECORDS_FILLED = Counter(
     "Records faust dropped at a handover, read again by the worker itself and processed.",
 )
 # A group coordinator that is loading or moving answers with a retriable error for a while.
-_ASK_POLICY = RetryPolicy(max_attempts=10, base_delay=0.2, max_delay=3.0)
+# About a minute in all, then the worker stops (and is restarted) rather than guess.
+_ASK_POLICY = RetryPolicy(max_attempts=20, base_delay=0.2, max_delay=5.0)
 
 
 class GapNotFilled(RuntimeError):
@@ -109,7 +110,11 @@ class ContinuityGuard:
         state = self._partitions.get(tp)
         if state is None or state.generation != message.generation_id:
             # A new assignment: faust starts each partition again from the committed offset.
-            committed = await self._positions.committed(tp)
+            try:
+                committed = await self._positions.committed(tp)
+            except Exception as exc:
+                await self._fatal(exc)  # not knowing where to start, do not start
+                raise
             state = self._partitions[tp] = _Partition(message.generation_id, committed)
         if offset < state.expected:
             release(message)  # read already (a second copy), or committed before
@@ -128,13 +133,16 @@ class ContinuityGuard:
                     RECORDS_FILLED.inc()
                     state.expected = record.offset + 1
                     yield self._rebuild(record, event)
-            except GapNotFilled as exc:
-                log.error("%s", exc)
-                if self._on_fatal is not None:
-                    await self._on_fatal(exc)  # stop the worker: never skip the records
+            except Exception as exc:
+                await self._fatal(exc)  # stop the worker: never skip the records
                 raise
         state.expected = offset + 1
         yield event
+
+    async def _fatal(self, exc: BaseException) -> None:
+        log.error("continuity guard: %s; stopping the worker", exc)
+        if self._on_fatal is not None:
+            await self._on_fatal(exc)
 
 
 async def guarded_events(stream: Any, guard: ContinuityGuard) -> AsyncIterator[Any]:

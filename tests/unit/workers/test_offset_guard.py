@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from workers.errors import RetryableError
 from workers.offset_guard import ContinuityGuard, GapNotFilled, guarded_events
 
 TP = ("commands", 3)
@@ -43,11 +44,14 @@ class FakePositions:
     offsets: list[int]
     committed_offset: int
     readable: bool = True
+    reachable: bool = True
     asked: int = 0
     reads: list[tuple[int, int]] = field(default_factory=list)
 
     async def committed(self, tp: object) -> int:
         self.asked += 1
+        if not self.reachable:
+            raise RetryableError("the group coordinator did not answer")
         return self.committed_offset
 
     async def records(self, tp: object, start: int, end: int) -> AsyncIterator[Record]:
@@ -139,6 +143,19 @@ async def test_records_that_cannot_be_read_stop_the_worker_instead_of_being_skip
     guard = ContinuityGuard(positions, rebuild, on_fatal=crash)
     with pytest.raises(GapNotFilled):
         await passed(guard, [16])
+    assert len(stopped) == 1
+
+
+async def test_an_unknown_committed_offset_stops_the_worker_before_anything_is_handed_on() -> None:
+    stopped: list[BaseException] = []
+
+    async def crash(exc: BaseException) -> None:
+        stopped.append(exc)
+
+    positions = FakePositions(list(range(30)), committed_offset=14, reachable=False)
+    guard = ContinuityGuard(positions, rebuild, on_fatal=crash)
+    with pytest.raises(RetryableError):
+        await passed(guard, [14])
     assert len(stopped) == 1
 
 
