@@ -8,12 +8,14 @@ changelogs have the call topics' partition count, declared here, so faust never 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import faust
 from aiokafka.errors import KafkaError
+from faust.exceptions import PartitionsMismatch
 
 from topics.catalog import (
     CALL_PARTITIONS,
@@ -32,10 +34,41 @@ from workers.faust_app import catalog_topic, new_app, raw_topic
 from workers.offset_guard import continuity_guard, guarded_events
 from workers.settings_state import SettingsState
 
-__all__ = ["app_name", "create_app"]
+__all__ = ["app_name", "create_app", "handle_when_tables_ready"]
 
 log = logging.getLogger(__name__)
+
+
 Handler = Callable[[bytes | None, Position], Awaitable[None]]
+
+# How long a record waits for faust to see the changelog topics it has just created.
+TABLES_READY_WAITS_S = (0.5, 1.0, 2.0, 3.0, 5.0, 5.0, 5.0)
+
+
+async def handle_when_tables_ready(
+    handler: Handler,
+    value: bytes | None,
+    where: Position,
+    sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+) -> None:
+    """Run ``handler``, waiting out faust's metadata at a deployment's first start.
+
+    faust creates the tables' changelog topics just before it subscribes; until its metadata
+    knows them (``consumer_metadata_max_age_ms``), a table write raises ``PartitionsMismatch``
+    ("... has 0 partitions"). That is no fault of the record: the first records of a new
+    deployment went to the rejected topic for ~4 s (1 run in 42 of the rebalance fault test).
+    Running a handler again on the same record is safe: it writes the same entries, and its
+    dedupe entry holds the record's own position, so the record is not taken for a copy.
+    """
+    for wait in (*TABLES_READY_WAITS_S, None):
+        try:
+            await handler(value, where)
+            return
+        except PartitionsMismatch:
+            if wait is None:
+                raise
+            log.warning("tables not ready for the record at %s; again in %.1f s", where, wait)
+            await sleep(wait)
 
 
 def app_name(settings: Settings) -> str:
@@ -80,9 +113,12 @@ def create_app(settings: Settings, replication: int) -> faust.App:
         message = event.message
         where = Position(message.topic, message.partition, message.offset)
         try:
-            await handler(event.value, where)
-        except (KafkaError, RetryableError):
-            raise  # cannot produce: stop, and read this record again after the restart
+            await handle_when_tables_ready(handler, event.value, where)
+        except (KafkaError, RetryableError, PartitionsMismatch) as exc:
+            # The worker's fault, not the record's: stop unacked, read it again after the restart.
+            log.error("enricher cannot handle %s record at %s: %r; stopping", kind, where, exc)
+            await app.crash(exc)
+            raise
         except Exception as exc:  # a bug must not ack silently: keep the record, go on
             log.exception("enricher failed on %s record at %s", kind, where)
             reason = ReadError(f"enricher failed on this record: {exc!r}")
