@@ -19,6 +19,7 @@ import asyncio
 import os
 import re
 import signal
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -26,12 +27,22 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.archiver.conftest import archiver_env, double, make_rig, ready_event
+from tests.conftest import PipelineEnv
+from tests.integration.archiver.conftest import archiver_env, make_rig, ready_event
+from tests.integration.archiver.conftest import double as recording_double
 from tests.integration.ingress.test_spool_restart import free_port, new_private_kafka
 from tests.integration.kafka_io import collect
-from topics.catalog import WEBHOOK_RECORDING_READY
+from tests.integration.settings_applier.conftest import (
+    Apps,
+    Worker,
+    by_command,
+    command_event,
+    results,
+)
+from topics.catalog import SETTINGS_COMMAND, WEBHOOK_RECORDING_READY
+from topics.events import CloudEvent
 from workers.config import Settings
-from workers.exotel_double.control import DoubleControl
+from workers.exotel_double.control import AsyncDoubleControl, DoubleControl
 from workers.faust_app import new_app
 from workers.kafka import admin_client, started_producer
 from workers.localstack.manager import LocalStack
@@ -41,7 +52,9 @@ from .tcp_proxy import FaultProxy
 from .test_broker_faults import WebhookLoad, drain_and_read, ingress_with_topics
 from .test_object_store_faults import check_archived_once, wait_until_archived
 
-double = double  # the shared double's control client (a session fixture)  # noqa: PLW0127
+# The shared double's control client (a session fixture), under another name: ``double`` is the
+# settings worker's in-process double (the suite's conftest).
+recording_double = recording_double  # noqa: PLW0127
 
 LATENCY_S = 0.3  # per chunk, each way
 LATENCY_PHASE_S = 6.0
@@ -53,8 +66,15 @@ INGRESS_BLACKHOLE_S = 35.0
 # The archiver's consumer group forgets a member after 10 s without heartbeats (the test's
 # EXOPIPE_RECORDING_SESSION_TIMEOUT): the worker comes back to a rebalance.
 ARCHIVER_BLACKHOLE_S = 15.0
+# The settings worker's group forgets it after 6 s (EXOPIPE_APPLIER_SESSION_TIMEOUT of the
+# settings fixtures): the same, twice over.
+SETTINGS_BLACKHOLE_S = 12.0
 
 CALLS = 6
+APPS = 8
+ROUND_S = 1.0  # one command per app each round
+MAX_ROUNDS = 90
+APPLIED_LINE = ": applied (attempts"
 # Sent before the faults, at the end of the latency (all at once, so that the resets find the
 # worker with work in hand), after the heal.
 RECORDINGS = (24, 24, 8)
@@ -104,6 +124,16 @@ async def network_faults(
     await asyncio.sleep(blackhole_s)
     on_phase("heal")
     proxy.heal()
+
+
+@pytest.fixture
+def pipeline_env(
+    proxied_kafka: tuple[LocalStack, FaultProxy], env_factory: Callable[..., PipelineEnv]
+) -> PipelineEnv:
+    """The settings worker's fixtures (``topics_env``, ``settings_env``, ``start_worker``) on
+    this module's Kafka, through the proxy. Its topics go with the module's Kafka."""
+    kafka, _ = proxied_kafka
+    return env_factory(EXOPIPE_KAFKA_BOOTSTRAP=kafka.endpoints().kafka_bootstrap)
 
 
 def remote_ports(pid: int) -> set[int]:
@@ -165,18 +195,18 @@ async def test_ingress_loses_nothing_through_latency_resets_and_a_blackhole(
 async def test_archiver_archives_once_through_latency_resets_and_a_blackhole(
     proxied_kafka: tuple[LocalStack, FaultProxy],
     stack_env: dict[str, str],
-    double: DoubleControl,
+    recording_double: DoubleControl,
     tmp_path: Path,
 ) -> None:
     kafka, proxy = proxied_kafka
     env = archiver_env(
         stack_env,
         tmp_path,
-        double,
+        recording_double,
         EXOPIPE_KAFKA_BOOTSTRAP=kafka.endpoints().kafka_bootstrap,
         EXOPIPE_RECORDING_CONCURRENCY="4",
     )
-    rig = await make_rig(env, double, tmp_path)
+    rig = await make_rig(env, recording_double, tmp_path)
     served: dict[str, str] = {}
 
     def batch(stem: str, count: int) -> list[tuple[str, str]]:
@@ -289,3 +319,103 @@ async def test_a_worker_writes_a_record_once_when_its_acknowledgement_is_lost(
     assert failed, "no acknowledgement was lost: nothing was tested"
     assert len(set(ids)) == sent, f"{sent - len(set(ids))} records lost"
     assert len(ids) == sent, f"{len(ids) - sent} records written twice"
+
+
+async def test_settings_worker_applies_each_command_once_through_latency_resets_and_a_blackhole(
+    proxied_kafka: tuple[LocalStack, FaultProxy],
+    settings_env: PipelineEnv,
+    apps: Apps,
+    ctl: AsyncDoubleControl,
+    start_worker: Callable[..., Worker],
+    unique: Callable[[str], str],
+) -> None:
+    """One command per app every second through the whole sequence; the blackhole outlasts the
+    worker's session, so it comes back to a rebalance with commands applied but not committed."""
+    kafka, proxy = proxied_kafka
+    customer = unique("cust")
+    names = [unique("app") for _ in range(APPS)]
+    for name in names:
+        await apps.add(customer, name)
+    await ctl.set_latency(50)  # calls overlap, so order would break if it were not enforced
+    commands: list[CloudEvent] = []
+    stop = asyncio.Event()
+
+    async def steady_load() -> None:
+        """Through one producer that outlives the faults (idempotent, so its retries write each
+        command once, in order): a producer started during the faults could not connect. While
+        a partition's batch waits to be sent again, the producer holds the next ones: the rounds
+        missed meanwhile go out as soon as it lets them, in order."""
+        topic = settings_env.settings.topic(SETTINGS_COMMAND).name
+        # Longer than resets and blackhole together: no batch expires while they last.
+        async with started_producer(settings_env.settings, request_timeout_ms=60_000) as producer:
+            sent = []
+            start = time.monotonic()
+            for i in range(MAX_ROUNDS):
+                for name in names:
+                    url = f"https://h.example.com/{name}/{i}"
+                    command = command_event(customer, name, {"popup_url": url})
+                    commands.append(command)
+                    key = f"{customer}/{name}".encode()
+                    sent.append(await producer.send(topic, command.to_bytes(), key=key))
+                next_round = start + (i + 1) * ROUND_S - time.monotonic()
+                try:
+                    await asyncio.wait_for(stop.wait(), max(0.0, next_round))
+                    break
+                except TimeoutError:
+                    pass
+            await asyncio.gather(*sent)
+
+    worker = start_worker(EXOPIPE_APPLIER_IN_FLIGHT="4")
+    load = asyncio.create_task(steady_load())
+    # Commands applied (from the worker's log) and rounds sent as each phase began.
+    progress: dict[str, int] = {}
+    rounds: dict[str, int] = {}
+
+    def applied_so_far(phase: str) -> None:
+        progress[phase] = worker.log().count(APPLIED_LINE)
+        rounds[phase] = len(commands) // APPS
+
+    try:
+        found = await results(settings_env, APPS, wait_seconds=60)
+        assert len(found) == APPS, worker.log()[-3000:]
+        assert_only_through_proxy(worker.process.pid, kafka, proxy)
+        await network_faults(proxy, SETTINGS_BLACKHOLE_S, on_phase=applied_so_far)
+        await asyncio.sleep(3 * ROUND_S)  # healed: the load goes on
+        assert not load.done(), "the load ended before the heal"
+    finally:
+        proxy.passthrough()
+        stop.set()
+    await load
+    total = len(commands)
+    found = await results(settings_env, total, wait_seconds=60)
+    assert len(found) == total, (
+        f"{total - len(found)} commands without a result\n{worker.log()[-3000:]}"
+    )
+    found = await results(settings_env, total + 1, wait_seconds=3)  # a duplicate shows here
+    assert worker.process.poll() is None, worker.log()[-3000:]
+    grouped = by_command(found)
+    duplicates = {cid: len(v) for cid, v in grouped.items() if len(v) > 1}
+    log = worker.log()
+    print(
+        f"commands {total} in {total // APPS} rounds, rounds sent as each phase began {rounds}, "
+        f"applied {progress}; assignments {log.count('Setting newly assigned partitions')}, "
+        f"gaps filled by the continuity guard {log.count('records faust dropped are read')}, "
+        f"commands seen again {log.count('already has its result')}; "
+        f"proxy: {proxy.connections} connections, {proxy.resets} reset"
+    )
+    # The faults hit a worker with commands in hand, and the blackhole cost it its membership.
+    assert rounds["reset"] * APPS > progress["reset"], (rounds, progress)
+    assert log.count("Setting newly assigned partitions") >= 2, "no rebalance after the heal"
+    assert duplicates == {}, duplicates
+    assert set(grouped) == {c.data["command_id"] for c in commands}
+    assert {e.data["outcome"] for e in found} == {"applied"}
+    for name in names:
+        wanted = [f"https://h.example.com/{name}/{i}" for i in range(total // APPS)]
+        mine = [e.data["settings"]["popup_url"] for e in found if e.data["app_id"] == name]
+        assert mine == wanted, f"results out of order for {name}"
+        puts = await ctl.requests(
+            method="PUT", path_prefix=f"/v2/integrations/{customer}/apps/{name}/"
+        )
+        sent = [r["json"]["popup_url"] for r in puts]
+        # A handover may repeat the last PUT of an app (at least once): never reorder.
+        assert [u for i, u in enumerate(sent) if i == 0 or sent[i - 1] != u] == wanted, sent
