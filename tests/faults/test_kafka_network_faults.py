@@ -330,7 +330,7 @@ async def test_settings_worker_applies_each_command_once_through_latency_resets_
     unique: Callable[[str], str],
 ) -> None:
     """One command per app every second through the whole sequence; the blackhole outlasts the
-    worker's session, so it comes back to a rebalance with commands applied but not committed."""
+    worker's session, so it comes back to a rebalance (and to its tables' recovery)."""
     kafka, proxy = proxied_kafka
     customer = unique("cust")
     names = [unique("app") for _ in range(APPS)]
