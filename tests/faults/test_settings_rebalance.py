@@ -19,7 +19,7 @@ from tests.conftest import PipelineEnv
 from tests.integration.settings_applier.conftest import (
     Apps,
     Worker,
-    by_command,
+    assert_applied_once_in_order,
     command_event,
     results,
     send_commands,
@@ -88,18 +88,5 @@ async def test_a_worker_joins_and_leaves_during_load(
     assert not skipped, f"commands without a result: {skipped}\n{first.log()[-2000:]}"
     found = await results(settings_env, total + 1, wait_seconds=3)  # a duplicate shows here
 
-    grouped = by_command(found)
-    duplicates = {cid: len(v) for cid, v in grouped.items() if len(v) > 1}
-    assert duplicates == {}, duplicates
-    assert set(grouped) == {c.data["command_id"] for c in commands}
-    assert {e.data["outcome"] for e in found} == {"applied"}
-    for name in names:
-        wanted = [f"https://h.example.com/{name}/{i}" for i in range(PER_APP)]
-        mine = [e.data["settings"]["popup_url"] for e in found if e.data["app_id"] == name]
-        assert mine == wanted, f"results out of order for {name}"
-        puts = await ctl.requests(
-            method="PUT", path_prefix=f"/v2/integrations/{customer}/apps/{name}/"
-        )
-        sent = [r["json"]["popup_url"] for r in puts]
-        # A handover may repeat the last PUT of an app (at least once): never reorder.
-        assert [u for i, u in enumerate(sent) if i == 0 or sent[i - 1] != u] == wanted, sent
+    wanted = {n: [f"https://h.example.com/{n}/{i}" for i in range(PER_APP)] for n in names}
+    await assert_applied_once_in_order(found, commands, ctl, customer, wanted)

@@ -190,3 +190,28 @@ def by_command(events: Iterable[CloudEvent]) -> dict[str, list[CloudEvent]]:
     for event in events:
         grouped.setdefault(event.data["command_id"], []).append(event)
     return grouped
+
+
+async def assert_applied_once_in_order(
+    found: list[CloudEvent],
+    commands: list[CloudEvent],
+    ctl: AsyncDoubleControl,
+    customer: str,
+    wanted_urls: dict[str, list[str]],
+) -> None:
+    """Exactly one ``applied`` result per command; per app (``wanted_urls``: app -> the
+    ``popup_url`` of its commands in order) results and PUTs keep command order. A handover
+    may repeat an app's last PUT (at least once), never reorder."""
+    grouped = by_command(found)
+    duplicates = {cid: len(v) for cid, v in grouped.items() if len(v) > 1}
+    assert duplicates == {}, duplicates
+    assert set(grouped) == {c.data["command_id"] for c in commands}
+    assert {e.data["outcome"] for e in found} == {"applied"}
+    for name, wanted in wanted_urls.items():
+        mine = [e.data["settings"]["popup_url"] for e in found if e.data["app_id"] == name]
+        assert mine == wanted, f"results out of order for {name}"
+        puts = await ctl.requests(
+            method="PUT", path_prefix=f"/v2/integrations/{customer}/apps/{name}/"
+        )
+        sent = [r["json"]["popup_url"] for r in puts]
+        assert [u for i, u in enumerate(sent) if i == 0 or sent[i - 1] != u] == wanted, sent

@@ -133,29 +133,23 @@ async def test_partitions_are_guarded_apart() -> None:
     assert await passed(guard, [15]) == ["14*", "15"]
 
 
-async def test_records_that_cannot_be_read_stop_the_worker_instead_of_being_skipped() -> None:
+@pytest.mark.parametrize(
+    ("trouble", "error", "first"),
+    [({"readable": False}, GapNotFilled, 16), ({"reachable": False}, RetryableError, 14)],
+    ids=["records-unreadable", "committed-offset-unknown"],
+)
+async def test_what_the_guard_cannot_read_stops_the_worker_instead_of_being_skipped(
+    trouble: dict[str, bool], error: type[Exception], first: int
+) -> None:
     stopped: list[BaseException] = []
 
     async def crash(exc: BaseException) -> None:
         stopped.append(exc)
 
-    positions = FakePositions(list(range(30)), committed_offset=14, readable=False)
+    positions = FakePositions(list(range(30)), committed_offset=14, **trouble)
     guard = ContinuityGuard(positions, rebuild, on_fatal=crash)
-    with pytest.raises(GapNotFilled):
-        await passed(guard, [16])
-    assert len(stopped) == 1
-
-
-async def test_an_unknown_committed_offset_stops_the_worker_before_anything_is_handed_on() -> None:
-    stopped: list[BaseException] = []
-
-    async def crash(exc: BaseException) -> None:
-        stopped.append(exc)
-
-    positions = FakePositions(list(range(30)), committed_offset=14, reachable=False)
-    guard = ContinuityGuard(positions, rebuild, on_fatal=crash)
-    with pytest.raises(RetryableError):
-        await passed(guard, [14])
+    with pytest.raises(error):
+        await passed(guard, [first])
     assert len(stopped) == 1
 
 
