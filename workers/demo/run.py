@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -73,6 +74,39 @@ class _Terminated(Exception):
     pass
 
 
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+async def _until_signalled(work: Coroutine[Any, Any, int]) -> int:
+    """Run ``work``; SIGTERM or SIGINT cancels it, and ``_Terminated`` is raised here.
+
+    A Python signal handler raises in whatever code runs when the signal comes: inside a task,
+    the exception ends that task only, and the demo went on (seen when SIGTERM came while the
+    progress loop was busy). The loop's own handlers run as callbacks, outside every task.
+    """
+    loop = asyncio.get_running_loop()
+    main = asyncio.ensure_future(work)
+    caught: list[int] = []
+
+    def stop(signum: int) -> None:
+        caught.append(signum)
+        main.cancel()
+
+    before = {sig: signal.getsignal(sig) for sig in _STOP_SIGNALS}
+    for sig in _STOP_SIGNALS:
+        loop.add_signal_handler(sig, stop, sig)
+    try:
+        return await main
+    except asyncio.CancelledError:
+        if caught:
+            raise _Terminated from None
+        raise
+    finally:
+        for sig, handler in before.items():
+            loop.remove_signal_handler(sig)
+            signal.signal(sig, handler)  # back to the synchronous handler for the clean-up
+
+
 def run_demo(settings: Settings, options: DemoOptions, out: TextIO = sys.stdout) -> int:
     """The whole demo; returns the exit status (0 only when every count matches)."""
 
@@ -113,7 +147,9 @@ def run_demo(settings: Settings, options: DemoOptions, out: TextIO = sys.stdout)
             return exc.exit_code
         started_services = [s for s in SERVICES if s not in running and stack.pid(s) is not None]
         status = asyncio.run(
-            _drive(settings, endpoints.env(), options, children, workdir, say, out)
+            _until_signalled(
+                _drive(settings, endpoints.env(), options, children, workdir, say, out)
+            )
         )
         keep_logs = status != 0
         return status
