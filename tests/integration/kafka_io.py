@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 
@@ -12,7 +13,7 @@ from topics.catalog import TopicSpec
 from topics.events import CloudEvent, parse_event
 from workers.config import Settings
 
-__all__ = ["collect"]
+__all__ = ["collect", "read_raw"]
 
 
 async def collect(
@@ -53,3 +54,31 @@ async def collect(
     finally:
         await consumer.stop()
     return found
+
+
+async def read_raw(
+    bootstrap: str,
+    topic: str,
+    *,
+    until: Callable[[list[Any]], bool],
+    wait_seconds: float,
+) -> list[Any]:
+    """Read any topic's records from the start (no group) until ``until(records)`` holds.
+
+    Returns what was read when ``wait_seconds`` run out, so a test can assert on it.
+    """
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    records: list[Any] = []
+    try:
+        async with asyncio.timeout(wait_seconds):
+            while not until(records):
+                batches = await consumer.getmany(timeout_ms=500)
+                records += [r for batch in batches.values() for r in batch]
+    except TimeoutError:
+        pass
+    finally:
+        await consumer.stop()
+    return records

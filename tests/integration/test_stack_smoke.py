@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import io
 import os
@@ -14,12 +13,11 @@ from pathlib import Path
 from typing import IO, Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import NewTopic
 from boto3.s3.transfer import TransferConfig
 
 from tests.conftest import PipelineEnv
-from tests.integration.kafka_io import collect
+from tests.integration.kafka_io import collect, read_raw
 from topics.catalog import CATALOG, TopicSpec
 from topics.events import make_event
 from topics.schemas import load_schema
@@ -107,26 +105,15 @@ def _start_probe(
 async def _latest_counts(
     env: PipelineEnv, sink: str, want: dict[bytes, bytes]
 ) -> dict[bytes, bytes]:
-    consumer = AIOKafkaConsumer(
-        sink,
-        bootstrap_servers=env.settings.kafka_bootstrap,
-        group_id=None,
-        auto_offset_reset="earliest",
-    )
-    await consumer.start()
-    latest: dict[bytes, bytes] = {}
-    try:
-        async with asyncio.timeout(90):
-            while any(latest.get(k) != v for k, v in want.items()):
-                batches = await consumer.getmany(timeout_ms=500)
-                for records in batches.values():
-                    for record in records:
-                        latest[record.key] = record.value
-    except TimeoutError:
-        pass
-    finally:
-        await consumer.stop()
-    return latest
+    def latest(records: list[Any]) -> dict[bytes, bytes]:
+        return {record.key: record.value for record in records}
+
+    def reached(records: list[Any]) -> bool:
+        got = latest(records)
+        return all(got.get(k) == v for k, v in want.items())
+
+    bootstrap = env.settings.kafka_bootstrap
+    return latest(await read_raw(bootstrap, sink, until=reached, wait_seconds=90))
 
 
 @pytest.mark.slow

@@ -9,20 +9,33 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import pytest
 
 from workers.errors import RetryableError
-from workers.offset_guard import ContinuityGuard, GapNotFilled, guarded_events
+from workers.offset_guard import (
+    STALL_AFTER_S,
+    STALL_SEEKS_BEFORE_STOP,
+    ContinuityGuard,
+    GapNotFilled,
+    guarded_events,
+)
 
-TP = ("commands", 3)
+
+class TP(NamedTuple):
+    topic: str
+    partition: int
+
+
+TP3 = TP("commands", 3)
 
 
 @dataclass
 class Message:
     offset: int
     generation_id: int = 1
-    tp: tuple[str, int] = TP
+    tp: TP = TP3
     acked: bool = False
 
 
@@ -53,6 +66,9 @@ class FakePositions:
         if not self.reachable:
             raise RetryableError("the group coordinator did not answer")
         return self.committed_offset
+
+    async def ends(self, tps: list[object]) -> dict[object, int]:
+        return {tp: max(self.offsets, default=-1) + 1 for tp in tps}
 
     async def records(self, tp: object, start: int, end: int) -> AsyncIterator[Record]:
         self.reads.append((start, end))
@@ -127,7 +143,7 @@ async def test_each_generation_starts_again_from_the_committed_offset() -> None:
 
 async def test_partitions_are_guarded_apart() -> None:
     guard = new_guard(FakePositions(list(range(30)), committed_offset=14))
-    other = ("commands", 4)
+    other = TP("commands", 4)
     handed = [e async for e in guard.sift(Event(Message(14, tp=other)))]
     assert [e.message.offset for e in handed] == [14]
     assert await passed(guard, [15]) == ["14*", "15"]
@@ -168,3 +184,165 @@ async def test_guarded_events_hand_on_the_stream_in_offset_order() -> None:
     got = [(e.message.offset, e.filled) async for e in guarded_events(stream, guard)]
     assert got == [(14, True), (15, False), (16, False)]
     assert stream.items[2].message.acked is True  # the late real copy of 14: released
+
+
+# ---- the stall check: dropped records with nothing after them -------------------------------
+
+
+@dataclass
+class FakeConsumer:
+    """faust's side: what this worker owns, its generation, whether it is settled, its seeks."""
+
+    owned: set[TP] = field(default_factory=lambda: {TP3, TP("other-topic", 3)})
+    generation_id: int = 1
+    is_settled: bool = True
+    seeks: list[tuple[TP, int]] = field(default_factory=list)
+
+    def assigned(self) -> set[TP]:
+        return self.owned
+
+    def generation(self) -> int:
+        return self.generation_id
+
+    def settled(self) -> bool:
+        return self.is_settled
+
+    async def seek(self, tp: TP, offset: int) -> None:
+        self.seeks.append((tp, offset))
+
+
+TOPICS = frozenset({"commands"})
+
+
+def idle_guard(positions: FakePositions, **kwargs: object) -> ContinuityGuard:
+    guard = ContinuityGuard(positions, rebuild, **kwargs)  # type: ignore[arg-type]
+    guard.idle_since = 0.0
+    return guard
+
+
+async def look_twice(guard: ContinuityGuard, consumer: FakeConsumer, at: float) -> list[TP]:
+    """Two stall checks ``STALL_AFTER_S`` apart, the agent idle: what the second one sought."""
+    assert await guard.check_stalled(consumer, TOPICS, now=at) == []  # records seen behind
+    return await guard.check_stalled(consumer, TOPICS, now=at + STALL_AFTER_S)
+
+
+async def test_a_partition_whose_last_records_were_dropped_is_sought_back() -> None:
+    """16 and 17 are on Kafka, faust handed on up to 15, and nothing more comes."""
+    guard = idle_guard(FakePositions(list(range(18)), committed_offset=14))
+    assert await passed(guard, [14, 15]) == ["14", "15"]
+    guard.idle_since = 0.0
+    consumer = FakeConsumer()
+    assert await look_twice(guard, consumer, at=STALL_AFTER_S) == [TP3]
+    assert consumer.seeks == [(TP3, 16)]  # only the agent's topic, from the first missing one
+    assert await passed(guard, [16, 17]) == ["16", "17"]
+
+
+async def test_a_partition_with_nothing_handed_on_is_sought_from_the_committed_offset() -> None:
+    """A new assignment, and faust hands on no record at all."""
+    positions = FakePositions(list(range(40)), committed_offset=20)
+    guard = idle_guard(positions)
+    assert await passed(guard, [20], generation=1) == ["20"]  # an older generation's state
+    positions.committed_offset = 31  # another owner went on to 30 meanwhile
+    guard.idle_since = 0.0
+    consumer = FakeConsumer(generation_id=2)
+    assert await look_twice(guard, consumer, at=STALL_AFTER_S) == [TP3]
+    assert consumer.seeks == [(TP3, 31)]
+    assert positions.asked == 2  # once per partition and generation, not per look
+    assert await passed(guard, [31], generation=2) == ["31"]
+
+
+async def test_records_that_have_just_arrived_are_not_a_stall() -> None:
+    """The agent idle for long, then a record: faust gets ``STALL_AFTER_S`` to hand it on."""
+    positions = FakePositions(list(range(16)), committed_offset=14)
+    guard = idle_guard(positions)
+    assert await passed(guard, [14, 15]) == ["14", "15"]
+    guard.idle_since = 0.0
+    consumer = FakeConsumer()
+    assert await guard.check_stalled(consumer, TOPICS, now=100.0) == []  # nothing behind
+    positions.offsets.append(16)
+    assert await guard.check_stalled(consumer, TOPICS, now=102.0) == []
+    assert await guard.check_stalled(consumer, TOPICS, now=101.0 + STALL_AFTER_S) == []
+    assert consumer.seeks == []
+    assert await passed(guard, [16]) == ["16"]  # faust handed it on in time
+    guard.idle_since = 0.0
+    assert await guard.check_stalled(consumer, TOPICS, now=200.0) == []
+
+
+@pytest.mark.parametrize(
+    ("idle_since", "settled"),
+    [(None, True), (STALL_AFTER_S + 1.0, True), (0.0, False)],
+    ids=["agent-busy", "not-idle-long-enough", "rebalancing-or-recovering"],
+)
+async def test_no_seek_unless_the_agent_has_waited_long_enough_with_faust_settled(
+    idle_since: float | None, settled: bool
+) -> None:
+    guard = idle_guard(FakePositions(list(range(18)), committed_offset=14))
+    consumer = FakeConsumer()
+    # 14 to 17 seen behind at STALL_AFTER_S, so a stall from 2 * STALL_AFTER_S on.
+    assert await guard.check_stalled(consumer, TOPICS, now=STALL_AFTER_S) == []
+    guard.idle_since, consumer.is_settled = idle_since, settled
+    assert await guard.check_stalled(consumer, TOPICS, now=STALL_AFTER_S * 2) == []
+    assert consumer.seeks == []
+    guard.idle_since, consumer.is_settled = 0.0, True  # the same look, all conditions met
+    assert await guard.check_stalled(consumer, TOPICS, now=STALL_AFTER_S * 2) == [TP3]
+
+
+async def test_no_seek_when_what_is_past_the_expected_offset_is_holes() -> None:
+    positions = FakePositions([14, 15], committed_offset=14)
+    positions.ends = _end_at(19)  # type: ignore[method-assign]  # 16 to 18 compacted away
+    guard = idle_guard(positions)
+    assert await passed(guard, [14, 15]) == ["14", "15"]
+    guard.idle_since = 0.0
+    consumer = FakeConsumer()
+    assert await look_twice(guard, consumer, at=STALL_AFTER_S) == []
+    assert consumer.seeks == []
+    assert await passed(guard, [19]) == ["19"]  # and the holes are not looked for again
+    assert positions.reads == [(16, 19)]
+
+
+def _end_at(end: int) -> object:
+    async def ends(tps: list[object]) -> dict[object, int]:
+        return dict.fromkeys(tps, end)
+
+    return ends
+
+
+async def test_seeks_that_bring_nothing_stop_the_worker_instead_of_waiting_forever() -> None:
+    stopped: list[BaseException] = []
+
+    async def crash(exc: BaseException) -> None:
+        stopped.append(exc)
+
+    guard = idle_guard(FakePositions(list(range(18)), committed_offset=14), on_fatal=crash)
+    consumer = FakeConsumer()
+    assert await look_twice(guard, consumer, at=STALL_AFTER_S) == [TP3]
+    now = STALL_AFTER_S * 2
+    for _ in range(STALL_SEEKS_BEFORE_STOP - 1):
+        now += STALL_AFTER_S
+        assert await guard.check_stalled(consumer, TOPICS, now=now) == [TP3]
+    assert stopped == []
+    with pytest.raises(GapNotFilled):
+        await guard.check_stalled(consumer, TOPICS, now=now + STALL_AFTER_S)
+    assert len(stopped) == 1
+    assert len(consumer.seeks) == STALL_SEEKS_BEFORE_STOP
+
+
+async def test_a_record_handed_on_after_a_seek_resets_the_count_of_fruitless_seeks() -> None:
+    guard = idle_guard(FakePositions(list(range(30)), committed_offset=14))
+    consumer = FakeConsumer()
+    now = 0.0
+    for offset in range(14, 14 + STALL_SEEKS_BEFORE_STOP + 2):
+        guard.idle_since = now
+        assert await look_twice(guard, consumer, at=now + STALL_AFTER_S) == [TP3]
+        assert await passed(guard, [offset]) == [str(offset)]
+        now += 3 * STALL_AFTER_S
+    assert len(consumer.seeks) == STALL_SEEKS_BEFORE_STOP + 2
+
+
+async def test_guarded_events_mark_the_agent_busy_while_it_handles_a_record() -> None:
+    guard = new_guard(FakePositions(list(range(30)), committed_offset=14))
+    seen = []
+    async for _event in guarded_events(Stream([14, 15]), guard):
+        seen.append(guard.idle_since)
+    assert seen == [None, None]
+    assert guard.idle_since is not None  # waiting again once the stream has no more
