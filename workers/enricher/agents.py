@@ -41,7 +41,7 @@ from workers.enricher.rejects import rejected_event
 from workers.enricher.tables import EnricherTables, JsonTable
 from workers.settings_state import SettingsState
 
-__all__ = ["SOURCE", "Enricher", "Outputs", "Position", "now_ms"]
+__all__ = ["SOURCE", "Enricher", "Outputs", "Position", "now_ms", "publish"]
 
 log = logging.getLogger(__name__)
 SOURCE = "exopipe/enricher"
@@ -158,7 +158,7 @@ class Enricher:
 
     async def forward(self, call: CallEvent, popup_ms: int | None) -> None:
         stage = stage_message(call, popup_ms, self.config.default_region)
-        await self.outputs.by_caller.send(key=stage["key"], value=json_codec.dumps(stage))
+        await publish(self.outputs.by_caller, stage["key"], json_codec.dumps(stage))
 
     # ---- housekeeping: ticks -------------------------------------------------------------
 
@@ -251,7 +251,7 @@ class Enricher:
                 json_codec.dumps(stage), ReadError("enriched record invalid", exc.errors), "", where
             )
             return
-        await self.outputs.enriched.send(key=stage["call_sid"].encode(), value=event.to_bytes())
+        await publish(self.outputs.enriched, stage["call_sid"].encode(), event.to_bytes())
         self.counters.enriched += 1
 
     # ---- errors ---------------------------------------------------------------------------
@@ -260,4 +260,14 @@ class Enricher:
         self.counters.rejected += 1
         log.warning("rejected %s record at %s: %s", kind or "by-caller", where, exc.reason)
         key, event = rejected_event(value, exc.reason, exc.errors, kind=kind or None, source=SOURCE)
-        await self.outputs.rejected.send(key=key.encode(), value=event.to_bytes())
+        await publish(self.outputs.rejected, key.encode(), event.to_bytes())
+
+
+async def publish(topic: Any, key: Any, value: bytes) -> None:
+    """Send, and wait until Kafka has the record (acks=all), so the input is acked after it.
+
+    faust's ``send`` returns once the record is queued. A record its producer then gave up on
+    would only be logged, and the input's offset committed past it anyway.
+    """
+    delivery = await topic.send(key=key, value=value)
+    await delivery
