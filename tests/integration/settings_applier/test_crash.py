@@ -85,6 +85,10 @@ async def test_kill_9_mid_run_then_restart_gives_exactly_one_result_each(
     found = await results(settings_env, total + len(duplicates), wait_seconds=5)
 
     counts = Counter(event.data["command_id"] for event in found)
+    missing = {c.data["command_id"] for c in commands} - set(counts)
+    assert not missing, f"{len(missing)} commands without a result; the second worker's " + (
+        f"warnings and errors:\n{_notable(second.log())}"
+    )
     assert set(counts) == {c.data["command_id"] for c in commands}
     assert [cid for cid, n in counts.items() if n != 1] == []
     assert {event.data["outcome"] for event in found} == {"applied"}
@@ -122,6 +126,12 @@ async def test_kill_9_mid_run_then_restart_gives_exactly_one_result_each(
         len({_command(c.data["settings"]["callback_url"]) for c in duplicates} & set(again)),
     )
     assert "Traceback" not in second.log()
+
+
+def _notable(log_text: str, last: int = 40) -> str:
+    """A worker log's last warnings and errors: what a failure report needs to be read."""
+    lines = [line for line in log_text.splitlines() if "[WARNING]" in line or "[ERROR]" in line]
+    return "\n".join(line[:300] for line in lines[-last:])
 
 
 def _command(url: str) -> tuple[str, int]:
