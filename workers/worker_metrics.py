@@ -3,9 +3,9 @@
 What faust sees is counted: records consumed per topic, records produced and failed sends per
 topic (dead letters are the sends to ``exotel.recording.failed``), the time from a record's
 arrival to its acknowledgement (workers ack only once its effects are done), records in flight,
-and consumer lag per assigned partition, read at scrape time. Sends a worker makes through its own
-aiokafka producer are not seen here. Labels are topic names and partitions only: never a key,
-a value, a tenant or anything from the secrets file.
+and consumer lag per assigned partition, read at scrape time. The settings worker's outbox sends
+through faust's producer directly and reports its sends to these hooks itself. Labels are topic
+names and partitions only: never a key, a value, a tenant or anything from the secrets file.
 """
 
 from __future__ import annotations

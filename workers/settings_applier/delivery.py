@@ -78,12 +78,20 @@ class Outbox:
     async def send(self, spec: TopicSpec, key: str, value: bytes, partition: int | None) -> int:
         """Produce and wait for the acknowledgement (acks=all); returns the record's offset."""
         producer = await self._app.maybe_start_producer()
-        metadata = await self._kafka(
-            producer.send_and_wait(
-                spec.name, key.encode(), value, partition=partition, timestamp=None, headers=None
-            ),
-            f"produce to {spec.name}",
+        # faust's sensors see the sends of its topics only; these are counted like them.
+        sensors = self._app.sensors
+        state = sensors.on_send_initiated(
+            producer, spec.name, message=None, keysize=len(key), valsize=len(value)
         )
+        try:
+            sending = producer.send_and_wait(
+                spec.name, key.encode(), value, partition=partition, timestamp=None, headers=None
+            )
+            metadata = await self._kafka(sending, f"produce to {spec.name}")
+        except RetryableError as exc:
+            sensors.on_send_error(producer, exc, state)
+            raise
+        sensors.on_send_completed(producer, state, metadata)
         if spec.name == self.result.name:
             current = self._floors.get(metadata.partition, 0)
             self._floors[metadata.partition] = max(current, metadata.offset + 1)
