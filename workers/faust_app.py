@@ -27,6 +27,7 @@ from workers.config import Settings
 from workers.kafka import admin_client
 from workers.logs import logging_config
 from workers.ops_http import OpsHttp
+from workers.recovery_watch import RecoveryWatchService
 from workers.topic_admin import apply_catalog, effective_replication
 from workers.worker_metrics import PrometheusSensor
 
@@ -143,7 +144,7 @@ def run_worker(name: str, settings: Settings) -> int:
     replication = asyncio.run(_prepare_topics(settings))
     app = module.create_app(settings, replication)
     app.sensors.add(PrometheusSensor(app, name))
-    services = []
+    services: list[Any] = [RecoveryWatchService(app)]
     if settings.worker_http_port:
         services.append(OpsHttp(app, settings.worker_http_host, settings.worker_http_port))
     worker = faust.Worker(
