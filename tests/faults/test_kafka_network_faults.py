@@ -1,9 +1,9 @@
 """Network faults between the pipeline's processes and Kafka, through our TCP fault proxy: 0.3 s
 of latency per chunk, then every connection reset (new ones too), then a blackhole, healed by
 resetting the connections it held. The blackhole outlasts what matters to each client: the
-ingress producer's 30 s request timeout, the archiver's 10 s consumer-group session. The same
-invariants as for a broker that is paused or killed, checked with unique ids; duplicates are
-counted apart.
+ingress producer's 30 s request timeout, the consumer-group sessions of the archiver (10 s), the
+settings worker (6 s) and the enricher (8 s). The same invariants as for a broker that is paused
+or killed, checked with unique ids; duplicates are counted apart.
 
 A proxy in front of a broker is bypassed as soon as clients learn the broker's advertised
 listener, so the private Kafka here (other ports, another home) advertises the proxy's port: the
@@ -16,22 +16,28 @@ the proxy.
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import re
 import signal
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from aiokafka import AIOKafkaProducer
 
 from tests.conftest import PipelineEnv
 from tests.integration.archiver.conftest import archiver_env, make_rig, ready_event
 from tests.integration.archiver.conftest import double as recording_double
+from tests.integration.enricher.conftest import Inputs, at, enricher_env, workers
+from tests.integration.enricher.conftest import Worker as Enricher
 from tests.integration.ingress.test_spool_restart import free_port, new_private_kafka
-from tests.integration.kafka_io import collect
+from tests.integration.kafka_io import collect, read_raw
 from tests.integration.settings_applier.conftest import (
     Apps,
     Worker,
@@ -39,22 +45,42 @@ from tests.integration.settings_applier.conftest import (
     command_event,
     results,
 )
-from topics.catalog import SETTINGS_COMMAND, WEBHOOK_RECORDING_READY
-from topics.events import CloudEvent
+from topics.catalog import (
+    CALL_PARTITIONS,
+    MISSED_CALL_ENRICHED,
+    SETTINGS_COMMAND,
+    WEBHOOK_MISSED_CALL,
+    WEBHOOK_RECORDING_READY,
+    WEBHOOK_REJECTED,
+)
+from topics.events import CloudEvent, format_time
+from workers import json_codec
 from workers.config import Settings
 from workers.exotel_double.control import AsyncDoubleControl, DoubleControl
 from workers.faust_app import new_app
-from workers.kafka import admin_client, started_producer
+from workers.kafka import admin_client, new_producer, started_producer
 from workers.localstack.manager import LocalStack
 from workers.topic_admin import apply_catalog
 
+from .rebalance import ASSIGNED, Load, committed_offsets, drain, lost_report, positions
 from .tcp_proxy import FaultProxy
 from .test_broker_faults import WebhookLoad, drain_and_read, ingress_with_topics
+from .test_enricher_rebalance import (
+    RING_S,
+    _caller,
+    _check_record,
+    _missed_at,
+    _sid_on,
+    _stage_two_notes,
+    _with_popup,
+)
 from .test_object_store_faults import check_archived_once, wait_until_archived
 
 # The shared double's control client (a session fixture), under another name: ``double`` is the
 # settings worker's in-process double (the suite's conftest).
 recording_double = recording_double  # noqa: PLW0127
+# The enricher's fixtures: its variables (on this module's Kafka) and its worker processes.
+enricher_env, workers = enricher_env, workers  # noqa: PLW0127
 
 LATENCY_S = 0.3  # per chunk, each way
 LATENCY_PHASE_S = 6.0
@@ -69,6 +95,9 @@ ARCHIVER_BLACKHOLE_S = 15.0
 # The settings worker's group forgets it after 6 s (EXOPIPE_APPLIER_SESSION_TIMEOUT of the
 # settings fixtures): the same, twice over.
 SETTINGS_BLACKHOLE_S = 12.0
+# The enricher's group forgets it after 8 s (EXOPIPE_ENRICHER_SESSION_TIMEOUT_SECONDS of its
+# fixtures): the same, twice over.
+ENRICHER_BLACKHOLE_S = 16.0
 
 # What faust logs while a table recovery waits for changelog records that never come.
 RECOVERY_HANG = "No event received for active tp"
@@ -82,6 +111,8 @@ APPLIED_LINE = ": applied (attempts"
 RECORDINGS = (24, 24, 8)
 SIZE = 2 * 1024 * 1024
 ARCHIVED_LINE = re.compile(r"\barchived (CA\S+) \(partition")
+CALLERS = CALL_PARTITIONS  # the enricher's load: caller i's calls all go to partition i
+MISSED_MAX_ROUNDS = 60  # one missed call per caller each round (ROUND_S)
 
 
 @pytest.fixture(scope="module")
@@ -414,3 +445,245 @@ async def test_settings_worker_applies_each_command_once_through_latency_resets_
     rounds_sent = total // APPS
     wanted = {n: [f"https://h.example.com/{n}/{i}" for i in range(rounds_sent)] for n in names}
     await assert_applied_once_in_order(found, commands, ctl, customer, wanted)
+
+
+def straight_producer(kafka: LocalStack, proxy: FaultProxy, settings: Settings) -> AIOKafkaProducer:
+    """A producer (not started) that reaches the broker at the port it listens on, past the proxy
+    the broker advertises: its client's metadata maps the proxy's port back to the broker's. A
+    load it writes goes on reaching Kafka while a worker's connections are delayed, reset or
+    blackholed."""
+    direct = kafka.port("kafka")
+    producer = new_producer(settings, bootstrap_servers=f"{kafka.stack.host}:{direct}")
+    cluster = producer.client.cluster
+    advertised = cluster.broker_metadata
+
+    def broker_metadata(node_id: Any) -> Any:
+        broker = advertised(node_id)
+        if broker is not None and broker.port == proxy.port:
+            broker = broker._replace(port=direct)
+        return broker
+
+    cluster.broker_metadata = broker_metadata
+    return producer
+
+
+@dataclass
+class _StageOne:
+    """What the enricher's own topics say of each call (times in ms since the epoch): where stage
+    two first read it (by-caller) and when that record was written; from the tables' changelogs,
+    the due time of each hold, each release, and when its popup was joined."""
+
+    read_at: dict[str, tuple[int, int]]
+    forwarded_ms: dict[str, int] = field(default_factory=dict)
+    dues: dict[str, list[int]] = field(default_factory=dict)
+    released_ms: dict[str, list[int]] = field(default_factory=dict)
+    popup_ms: dict[str, int] = field(default_factory=dict)
+
+    async def read_tables(self, settings: Settings, group: str) -> None:
+        async def read(name: str) -> list[Any]:
+            topic = f"{group}-{name}"
+            return await read_raw(
+                settings.kafka_bootstrap, topic, until=lambda _: False, wait_seconds=3
+            )
+
+        for record in await read("by-caller"):
+            self.forwarded_ms.setdefault(_sid(record.value), record.timestamp)
+        for record in await read("pending-changelog"):
+            sid = record.key.decode()
+            if record.value is None:  # released (or expired)
+                self.released_ms.setdefault(sid, []).append(record.timestamp)
+            else:
+                self.dues.setdefault(sid, []).append(json_codec.loads(record.value)["due"])
+        ttl_ms = int(settings.enricher.popup_ttl_seconds * 1000)
+        for record in await read("popups-changelog"):
+            if record.value is not None:  # stamped when joined, due a popup TTL later
+                due = json_codec.loads(record.value)["due"]
+                self.popup_ms.setdefault(record.key.decode(), due - ttl_ms)
+
+    def known_bug(self, sid: str, earlier: list[str]) -> str | None:
+        """The open worker bug that let ``sid`` reach stage two before the ``earlier`` calls of
+        its caller, if one did (workers/enricher: agents.py holds, expiry.py releases)."""
+        dues = self.dues
+        if sid not in dues or any(x not in dues for x in earlier):
+            return None
+        # The expiry heap orders by due time, then table, then key: not in the order they came.
+        if all(dues[x][-1] == dues[sid][-1] and sid < x for x in earlier):
+            return "due in the same ms, released in call_sid order"
+        # A held call read again (uncommitted at the rejoin) is kept again with a new due time.
+        if all(len(dues[x]) > 1 and dues[x][0] < dues[sid][0] for x in earlier):
+            return "read again after the rejoin, the earlier ones were held a new grace period"
+        return None
+
+    def story(self, sid: str) -> str:
+        return (
+            f"{sid} (due {self.dues.get(sid)}, released {self.released_ms.get(sid)}, "
+            f"forwarded {self.forwarded_ms.get(sid)} to {self.read_at[sid]})"
+        )
+
+
+def _sid(value: bytes) -> str:
+    return json_codec.loads(value)["call_sid"]
+
+
+def _check_as_read(events: list[Any], i: int, r: int, *, overtaken: int, joined: bool) -> None:
+    """A call that stage one let through after ``overtaken`` later calls of its caller, or
+    without its popup: one record, counted with the calls stage two had read before it."""
+    assert len({e.id for e in events}) == 1, [e.id for e in events]
+    data = events[0].data
+    assert all(e.data == data for e in events), [e.data for e in events]
+    wanted = {
+        "repeat_count_24h": r + 1 - overtaken,
+        "first_missed_at": format_time(at(_missed_at(i, 0))),
+        "popup_seen": joined,
+        "ring_seconds": float(RING_S) if joined else None,
+    }
+    assert {k: data[k] for k in wanted} == wanted, (data["call_sid"], data)
+
+
+async def test_enricher_enriches_each_missed_call_through_latency_resets_and_a_blackhole(
+    proxied_kafka: tuple[LocalStack, FaultProxy],
+    enricher_env: PipelineEnv,
+    workers: Callable[[PipelineEnv], Enricher],
+    unique: Callable[[str], str],
+) -> None:
+    """One missed call per caller every second (6 callers, one per partition; a popup first for
+    half of them, an Exotel retry of a previous call now and then), written straight to Kafka:
+    the load goes on through every phase. The blackhole outlasts the worker's session, so it
+    comes back to a rebalance (and its tables' recovery) with the calls written meanwhile to
+    handle.
+
+    Every call gets its enriched record and nothing is rejected; copies are the same record,
+    counted apart. Each count is that of the caller's calls stage two had read before it, so a
+    copy is never counted. Beyond that, what the load implies (count r + 1, popups joined)
+    holds but where the README allows otherwise (a popup that came after the grace) or where
+    one of two open worker bugs released held calls out of order (an expected failure that
+    names the calls and shows when each was held, released and forwarded)."""
+    kafka, proxy = proxied_kafka
+    settings = enricher_env.settings
+    group = f"{settings.topic_prefix}exopipe-enricher"
+    missed_topic = settings.topic(WEBHOOK_MISSED_CALL).name
+    inputs = Inputs(settings, straight_producer(kafka, proxy, settings))
+    calls: dict[str, tuple[int, int]] = {}  # call_sid -> (caller, round)
+    last: dict[int, tuple[str, bytes]] = {}  # caller -> its latest missed call (sid, value)
+    resent: list[str] = []
+
+    async def send_round(r: int) -> None:
+        for i in range(CALLERS):
+            sid = _sid_on(i, unique(f"c{i}r{r}"))
+            if r > 0 and (r + i) % 4 == 0:  # an Exotel retry of the previous missed call
+                await inputs.raw_missed(*last[i])
+                resent.append(last[i][0])
+            if _with_popup(i):
+                await inputs.popup(sid, at(_missed_at(i, r) - RING_S), caller=_caller(i))
+            value = inputs.call_event(
+                WEBHOOK_MISSED_CALL, sid, at(_missed_at(i, r)), caller=_caller(i)
+            )
+            meta = await inputs.producer.send_and_wait(missed_topic, value, key=sid.encode())
+            load.where[sid] = (meta.partition, meta.offset)
+            calls[sid] = (i, r)
+            last[i] = (sid, value)
+
+    load = Load(send_round, interval=ROUND_S, tail=3, max_rounds=MISSED_MAX_ROUNDS)
+    rounds: dict[str, int] = {}  # rounds written to Kafka as each phase began
+    worker = await asyncio.to_thread(workers, enricher_env)
+    try:
+        await inputs.producer.start()
+        load.start()
+        found = await collect(settings, MISSED_CALL_ENRICHED, count=2 * CALLERS, wait_seconds=30)
+        assert len(found) >= 2 * CALLERS and load.running(), worker.log_text()[-3000:]
+        assert worker.proc is not None
+        assert_only_through_proxy(worker.proc.pid, kafka, proxy)
+        await network_faults(
+            proxy, ENRICHER_BLACKHOLE_S, on_phase=lambda p: rounds.__setitem__(p, load.rounds)
+        )
+        assert load.running(), f"the load ended before the heal ({load.rounds} rounds)"
+        await load.finish()
+        sent = set(calls)
+        events = await drain(
+            settings, MISSED_CALL_ENRICHED, sent, lambda e: e.data["call_sid"], wait=45
+        )
+        rejected = [
+            e for _, e in await collect(settings, WEBHOOK_REJECTED, count=len(sent), wait_seconds=2)
+        ]
+        log = worker.log_text()
+        assert worker.proc.poll() is None, log[-3000:]
+        by_sid: dict[str, list[Any]] = {}
+        for event in events:
+            by_sid.setdefault(event.data["call_sid"], []).append(event)
+        print(
+            f"missed calls {len(sent)} in {load.rounds} rounds (re-sent {len(resent)}), rounds "
+            f"written as each phase began {rounds}; enriched {len(by_sid)}, copies "
+            f"{len(events) - len(by_sid)}, rejected {len(rejected)}; assignments "
+            f"{log.count(ASSIGNED)}, gaps filled by the continuity guard "
+            f"{log.count('records faust dropped are read')}; proxy: {proxy.connections} "
+            f"connections, {proxy.resets} reset"
+        )
+        missing = sent - set(by_sid)
+        if missing or rejected:
+            notes = await _stage_two_notes(settings, group, missing)
+            extra = {s: f"caller {calls[s][0]} round {calls[s][1]}; {notes[s]}" for s in missing}
+            committed = await committed_offsets(settings, group, missed_topic)
+            report = lost_report(missing, load.where, committed, {"enricher": log}, extra=extra)
+            reasons = [e.data["reason"][:200] for e in rejected]
+            raise AssertionError(f"{len(rejected)} rejected {reasons}; {report}")
+        assert set(by_sid) == sent  # no record for a call that was not sent
+        # The load reached Kafka through the blackhole (so not through the proxy), and the
+        # blackhole cost the worker its membership.
+        assert rounds["heal"] - rounds["blackhole"] >= ENRICHER_BLACKHOLE_S / ROUND_S - 2, rounds
+        assert log.count(ASSIGNED) >= 2, "no rebalance after the heal"
+
+        # Stage two counts each call once, with the caller's calls it has read before. The load
+        # implies it reads them in round order: a call read before an earlier one of its caller
+        # overtook it, and its count misses that one.
+        stage = _StageOne(
+            {
+                sid: places[0]
+                for sid, places in (await positions(settings, f"{group}-by-caller", _sid)).items()
+            }
+        )
+        overtook: dict[str, list[str]] = {}
+        for i in range(CALLERS):
+            mine = sorted((s for s in sent if calls[s][0] == i), key=stage.read_at.__getitem__)
+            for n, sid in enumerate(mine):
+                earlier = [s for s in mine[n + 1 :] if calls[s][1] < calls[sid][1]]
+                if earlier:
+                    overtook[sid] = earlier
+        alone = {
+            s for s in sent if _with_popup(calls[s][0]) and not by_sid[s][0].data["popup_seen"]
+        }
+        for sid, copies in by_sid.items():
+            if sid in overtook or sid in alone:
+                i, r = calls[sid]
+                joined = _with_popup(i) and sid not in alone
+                _check_as_read(copies, i, r, overtaken=len(overtook.get(sid, [])), joined=joined)
+            else:
+                _check_record(copies, *calls[sid])
+        if overtook or alone:
+            await stage.read_tables(settings, group)
+        # The out-of-order rule (README): a popup that comes once the grace has run out is not
+        # joined. The faults hold popups back; a popup that came within the grace must be joined.
+        early = {
+            s: (stage.dues.get(s), stage.popup_ms.get(s))
+            for s in alone
+            if s not in stage.dues or stage.popup_ms.get(s, math.inf) <= min(stage.dues[s])
+        }
+        assert not early, f"calls sent without the popup that came within their grace: {early}"
+        # Held calls of a caller are released in the order they came (README: held for the grace
+        # period): a call that overtook another is a worker bug. Two are known and open.
+        why = {sid: stage.known_bug(sid, earlier) for sid, earlier in overtook.items()}
+        overtakes = "; ".join(
+            f"{stage.story(sid)} before {[stage.story(x) for x in earlier]}: {why[sid]}"
+            for sid, earlier in overtook.items()
+        )
+        assert all(why.values()), f"calls that overtook earlier calls of their caller: {overtakes}"
+        print(
+            f"joined without their popup (it came after the grace): {len(alone)}; "
+            f"calls that overtook earlier ones (known bugs): {len(overtook)}"
+        )
+        if overtook:
+            pytest.xfail(f"held calls released out of order, so counted out of order: {overtakes}")
+    finally:
+        proxy.passthrough()
+        await load.cancel()
+        await asyncio.to_thread(worker.stop)
+        await inputs.producer.stop()
