@@ -12,6 +12,7 @@ import shutil
 import signal
 import socket
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -289,3 +290,16 @@ def test_status_command_exits_3_when_anything_is_down(
     assert args.handler(args, _settings(tmp_path)) == 3
     out = capsys.readouterr().out
     assert "kafka" in out and "down" in out
+
+
+def test_cluster_ids_never_start_with_a_dash(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``kafka-storage format -t -x...`` takes such an id for an option (1 start in 64 failed)."""
+    from workers.localstack import services
+
+    first = uuid.UUID(bytes=b"\xfb" + bytes(15))  # base64 "-w...": a dash first
+    then = uuid.UUID(bytes=bytes(16))
+    drawn = iter([first, then])
+    monkeypatch.setattr(services.uuid, "uuid4", lambda: next(drawn))
+    cluster_id = services.new_cluster_id()
+    assert cluster_id == "AAAAAAAAAAAAAAAAAAAAAA"
+    assert len(cluster_id) == 22
