@@ -410,7 +410,8 @@ async def test_settings_worker_applies_each_command_once_through_latency_resets_
 
     try:
         found = await results(settings_env, APPS, wait_seconds=60)
-        assert len(found) == APPS, worker.log()[-3000:]
+        # At least: the load goes on, so the next round's results may come in the same read.
+        assert len(found) >= APPS, worker.log()[-3000:]
         assert_only_through_proxy(worker.process.pid, kafka, proxy)
         await network_faults(proxy, SETTINGS_BLACKHOLE_S, on_phase=applied_so_far)
         await asyncio.sleep(3 * ROUND_S)  # healed: the load goes on
@@ -499,20 +500,6 @@ class _StageOne:
             if record.value is not None:  # stamped when joined, due a popup TTL later
                 due = json_codec.loads(record.value)["due"]
                 self.popup_ms.setdefault(record.key.decode(), due - ttl_ms)
-
-    def known_bug(self, sid: str, earlier: list[str]) -> str | None:
-        """The open worker bug that let ``sid`` reach stage two before the ``earlier`` calls of
-        its caller, if one did (workers/enricher: agents.py holds, expiry.py releases)."""
-        dues = self.dues
-        if sid not in dues or any(x not in dues for x in earlier):
-            return None
-        # The expiry heap orders by due time, then table, then key: not in the order they came.
-        if all(dues[x][-1] == dues[sid][-1] and sid < x for x in earlier):
-            return "due in the same ms, released in call_sid order"
-        # A held call read again (uncommitted at the rejoin) is kept again with a new due time.
-        if all(len(dues[x]) > 1 and dues[x][0] < dues[sid][0] for x in earlier):
-            return "read again after the rejoin, the earlier ones were held a new grace period"
-        return None
 
     def story(self, sid: str) -> str:
         return (
@@ -669,19 +656,14 @@ async def test_enricher_enriches_each_missed_call_through_latency_resets_and_a_b
         }
         assert not early, f"calls sent without the popup that came within their grace: {early}"
         # Held calls of a caller are released in the order they came (README: held for the grace
-        # period): a call that overtook another is a worker bug. Two are known and open.
-        why = {sid: stage.known_bug(sid, earlier) for sid, earlier in overtook.items()}
+        # period): a call that overtook another is a worker bug (two were found and fixed here:
+        # tests/unit/enricher/test_holds.py).
         overtakes = "; ".join(
-            f"{stage.story(sid)} before {[stage.story(x) for x in earlier]}: {why[sid]}"
+            f"{stage.story(sid)} before {[stage.story(x) for x in earlier]}"
             for sid, earlier in overtook.items()
         )
-        assert all(why.values()), f"calls that overtook earlier calls of their caller: {overtakes}"
-        print(
-            f"joined without their popup (it came after the grace): {len(alone)}; "
-            f"calls that overtook earlier ones (known bugs): {len(overtook)}"
-        )
-        if overtook:
-            pytest.xfail(f"held calls released out of order, so counted out of order: {overtakes}")
+        assert not overtook, f"calls that overtook earlier calls of their caller: {overtakes}"
+        print(f"joined without their popup (it came after the grace): {len(alone)}")
     finally:
         proxy.passthrough()
         await load.cancel()

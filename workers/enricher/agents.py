@@ -132,27 +132,50 @@ class Enricher:
         # No popup yet: hold the call for the grace period (see the README's out-of-order rule).
         held = self.tables.pending.get(call.call_sid) or {"calls": {}, "p": where.partition}
         held["calls"][call.event_id] = call.to_dict()
-        self.keep(self.tables.pending, call.call_sid, held, self.config.grace_seconds, where)
+        # A hold keeps its first due time: a call read again after a rebalance must not wait a
+        # new grace while the caller's later calls, still due, go out before it.
+        grace = self.config.grace_seconds
+        self.keep(self.tables.pending, call.call_sid, held, grace, where, renew=False)
         self.counters.held += 1
 
     def keep(
-        self, table: JsonTable, key: str, value: dict[str, Any], ttl: float, where: Position
+        self,
+        table: JsonTable,
+        key: str,
+        value: dict[str, Any],
+        ttl: float,
+        where: Position,
+        *,
+        renew: bool = True,
     ) -> None:
         """Store ``value`` for ``ttl`` seconds: stamp its ``due``, queue its expiry.
 
-        The expiry queue is ``where``'s partition: only the owner of that partition ticks it.
+        ``renew=False`` keeps a ``due`` the value already has. The expiry queue is ``where``'s
+        partition: only the owner of that partition ticks it.
         """
-        value["due"] = now_ms() + int(ttl * 1000)
+        if renew or "due" not in value:
+            value["due"] = now_ms() + int(ttl * 1000)
         table.set(key, value)
         self.expiry.push(where.partition, value["due"], table.name, key)
 
     async def release(self, call_sid: str, held: dict[str, Any], popup_ms: int | None) -> None:
-        """Forward held calls, then forget them (forward first: a crash repeats, never loses)."""
+        """Forward held calls, then forget them (forward first: a crash repeats, never loses).
+
+        Only the calls forwarded are forgotten: another event of the same call may have been
+        held while the forwards were awaited, and it waits for its own release.
+        """
         self.in_flight.add(call_sid)
         try:
             for fields in held["calls"].values():
                 await self.forward(CallEvent(**fields), popup_ms)
-            self.tables.pending.delete(call_sid)
+            current = self.tables.pending.get(call_sid)
+            if current is not None:
+                for event_id in held["calls"]:
+                    current["calls"].pop(event_id, None)
+                if current["calls"]:
+                    self.tables.pending.set(call_sid, current)
+                else:
+                    self.tables.pending.delete(call_sid)
         finally:
             self.in_flight.discard(call_sid)
 

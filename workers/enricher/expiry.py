@@ -18,6 +18,9 @@ __all__ = ["Due", "ExpiryQueues"]
 @dataclass(frozen=True, order=True)
 class Due:
     due_ms: int
+    # Ties (holds due in the same millisecond) go in the order they were queued, which is the
+    # order their calls were read: never by key, which put a caller's later call first.
+    seq: int
     table: str
     key: str
 
@@ -26,9 +29,11 @@ class Due:
 class ExpiryQueues:
     heaps: dict[int, list[Due]] = field(default_factory=dict)
     seeded: set[int] = field(default_factory=set)
+    queued: int = 0
 
     def push(self, partition: int, due_ms: int, table: str, key: str) -> None:
-        heapq.heappush(self.heaps.setdefault(partition, []), Due(due_ms, table, key))
+        self.queued += 1
+        heapq.heappush(self.heaps.setdefault(partition, []), Due(due_ms, self.queued, table, key))
 
     def needs_tick(self, partition: int, now_ms: int) -> bool:
         """A tick is worth sending: the partition is not seeded yet, or its head is due."""
