@@ -542,9 +542,9 @@ async def test_enricher_enriches_each_missed_call_through_latency_resets_and_a_b
     Every call gets its enriched record and nothing is rejected; copies are the same record,
     counted apart. Each count is that of the caller's calls stage two had read before it, so a
     copy is never counted. Beyond that, what the load implies (count r + 1, popups joined)
-    holds but where the README allows otherwise (a popup that came after the grace) or where
-    one of two open worker bugs released held calls out of order (an expected failure that
-    names the calls and shows when each was held, released and forwarded)."""
+    holds but where the README allows otherwise (a popup that came after the grace). A caller's
+    held calls go out in the order they came: a call that overtook an earlier one fails the test,
+    naming the calls and when each was held, released and forwarded."""
     kafka, proxy = proxied_kafka
     settings = enricher_env.settings
     group = f"{settings.topic_prefix}exopipe-enricher"
