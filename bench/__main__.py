@@ -1,0 +1,74 @@
+"""``python -m bench``: every bench path, each next to its baseline from the same run, one table.
+
+Each path lives in ``bench/<part>/path.py`` and exposes ``measure(quick: bool) ->
+list[PathResult]``; it alternates its own runs with its baseline's and reports medians.
+``--quick`` keeps the whole run under a minute with smaller loads (a smoke run, not figures to
+quote); ``--json`` prints one JSON object per path instead of the table. Needs the local stack
+(``eval "$(exopipe stack up)"``); talks to 127.0.0.1 only, bounded in count and time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import time
+
+from bench.results import PathResult
+from workers import json_codec
+
+# Run in this order: the cheap paths first, end to end last.
+PATHS = ("ingress", "enricher", "archiver", "settings_applier", "end_to_end")
+
+
+def _measure(part: str, quick: bool) -> list[PathResult]:
+    module = importlib.import_module(f"bench.{part}.path")
+    return module.measure(quick=quick)
+
+
+def _fmt(value: float | None, digits: int = 1) -> str:
+    if value is None or value != value:  # None or NaN
+        return "-"
+    return f"{value:,.{digits}f}"
+
+
+def table(results: list[PathResult]) -> str:
+    rows = [
+        "| path | rate | baseline | baseline rate | ratio | p50 ms | p99 ms "
+        "| baseline p99 ms | delivered | target | met |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---|---|",
+    ]
+    for r in results:
+        rows.append(
+            f"| {r.path} | {_fmt(r.rate)} {r.unit} | {r.baseline} | {_fmt(r.baseline_rate)} "
+            f"| {r.ratio:.2f} | {_fmt(r.p50_ms)} | {_fmt(r.p99_ms)} | {_fmt(r.baseline_p99_ms)} "
+            f"| {r.delivered}/{r.sent} | {r.target} | {'yes' if r.met else '**no**'} |"
+        )
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller loads, under 60 s in all")
+    parser.add_argument("--json", action="store_true", help="one JSON object per path")
+    parser.add_argument("--only", nargs="+", choices=PATHS, help="run these paths only")
+    args = parser.parse_args(argv)
+    results: list[PathResult] = []
+    started = time.monotonic()
+    for part in args.only or PATHS:
+        began = time.monotonic()
+        found = _measure(part, args.quick)
+        print(f"bench: {part} done in {time.monotonic() - began:.0f} s", file=sys.stderr)
+        for result in found:
+            if args.json:
+                sys.stdout.write(json_codec.dumps(result.to_json()).decode() + "\n")
+                sys.stdout.flush()
+        results.extend(found)
+    if not args.json:
+        print(table(results))
+    print(f"bench: all done in {time.monotonic() - started:.0f} s", file=sys.stderr)
+    return 0 if all(r.met for r in results) or args.quick else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,73 @@
+"""``python -m bench --json`` promises each path's figures under fixed field names."""
+
+from __future__ import annotations
+
+import types
+
+import pytest
+
+import bench.__main__ as bench_main
+from bench.results import REQUIRED_FIELDS, PathResult, percentile
+from workers import json_codec
+
+
+def _result(path: str, rate: float, baseline_rate: float, met: bool) -> PathResult:
+    return PathResult(
+        path=path,
+        unit="events/s",
+        rate=rate,
+        baseline="raw aiokafka",
+        baseline_rate=baseline_rate,
+        p50_ms=1.5,
+        p99_ms=4.0,
+        delivered=10,
+        sent=10,
+        target=">= 0.5x",
+        met=met,
+    )
+
+
+@pytest.fixture
+def two_paths(monkeypatch: pytest.MonkeyPatch) -> None:
+    found = {
+        "ingress": [_result("ingress", 800.0, 1000.0, True)],
+        "archiver": [_result("archiver_1x", 50.0, 100.0, False)],
+    }
+    modules = {
+        f"bench.{part}.path": types.SimpleNamespace(measure=lambda quick, r=results: r)
+        for part, results in found.items()
+    }
+    monkeypatch.setattr(bench_main.importlib, "import_module", modules.__getitem__)
+
+
+def test_json_output_has_every_required_field_per_path(
+    two_paths: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = bench_main.main(["--json", "--only", "ingress", "archiver"])
+    lines = capsys.readouterr().out.splitlines()
+    objects = [json_codec.loads(line) for line in lines]
+    assert [o["path"] for o in objects] == ["ingress", "archiver_1x"]
+    for obj in objects:
+        assert set(REQUIRED_FIELDS) <= obj.keys()
+    assert objects[0]["ratio"] == pytest.approx(0.8)
+    assert objects[1]["ratio"] == pytest.approx(0.5)
+    assert code == 1  # a full run that misses a target says so in its exit code
+
+
+def test_quick_run_exits_zero_even_when_a_target_is_missed(
+    two_paths: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert bench_main.main(["--quick", "--only", "archiver"]) == 0
+    table = capsys.readouterr().out
+    assert "| archiver_1x |" in table and "**no**" in table
+
+
+def test_ratio_of_a_zero_baseline_is_zero_not_an_error() -> None:
+    assert _result("x", 5.0, 0.0, False).ratio == 0.0
+
+
+@pytest.mark.parametrize(
+    ("q", "expected"), [(50, 50.0), (99, 99.0), (100, 100.0), (0, 1.0), (1, 1.0)]
+)
+def test_percentile_is_nearest_rank(q: float, expected: float) -> None:
+    assert percentile([float(v) for v in range(100, 0, -1)], q) == expected
