@@ -57,9 +57,17 @@ class PathResult:
         return self.rate / self.baseline_rate if self.baseline_rate else 0.0
 
     def to_json(self) -> dict[str, Any]:
-        out = asdict(self)
+        out = {k: _rounded(v) for k, v in asdict(self).items()}
         out["ratio"] = round(self.ratio, 3)
         return out
+
+
+def _rounded(value: Any) -> Any:
+    if isinstance(value, float):
+        return round(value, 3)
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    return value
 
 
 def median(values: list[float]) -> float:

@@ -1,0 +1,307 @@
+"""Bench: Exotel POST -> ``exotel.missed_call.enriched``, through the real ingress and enricher.
+
+An open-loop load of calls at a fixed rate: each call's popup is POSTed to the ingress at its
+scheduled time and its missed call one ring later (``RING_S``), as Exotel sends them; the
+latency of a call runs from the missed call's *scheduled* POST time (so a stalled sender counts
+against the pipeline, not for it) to its enriched record read back from Kafka. The baseline is
+an aiokafka produce -> consume round trip of records of the same size at the same offered rate
+through one topic of the same width, in the same run: what Kafka alone costs on this machine.
+
+The load generator speaks HTTP/1.1 over a pool of keep-alive loopback connections with
+prebuilt requests, so it takes as little of the two cores as it can.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import NewTopic
+
+from bench.processes import (
+    bench_env,
+    create_topics,
+    free_port,
+    running,
+    settings_of,
+    wait_for_http,
+)
+from bench.results import PathResult, median, percentile
+from topics.catalog import MISSED_CALL_ENRICHED
+from topics.events import format_time
+from workers import json_codec
+from workers.config import Settings
+from workers.kafka import admin_client, new_producer, new_reader
+
+__all__ = ["measure"]
+
+SECRET = "bench-e2e-secret"  # noqa: S105 - a throwaway tenant secret for a loopback bench
+RING_S = 1.0  # popup to missed call: a short ring, so the popup is always there first
+CONNECTIONS = 48
+RATE = 500.0  # missed calls per second (the issue's figure)
+TARGET_P99_MS = 200.0
+
+
+@dataclass
+class Load:
+    rate: float
+    seconds: float
+    sent_at: dict[str, float] = field(default_factory=dict)  # call_sid -> scheduled missed POST
+    arrived_at: dict[str, float] = field(default_factory=dict)
+    refused: int = 0
+    duplicates: int = 0
+
+    @property
+    def count(self) -> int:
+        return int(self.rate * self.seconds)
+
+    def latencies_ms(self) -> list[float]:
+        return [(t - self.sent_at[sid]) * 1000 for sid, t in self.arrived_at.items()]
+
+
+class Connections:
+    """A pool of keep-alive HTTP/1.1 connections to the ingress; one request at a time each."""
+
+    def __init__(self, port: int, size: int) -> None:
+        self._port = port
+        self._size = size
+        self._idle: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = (
+            asyncio.Queue()
+        )
+
+    async def open(self) -> None:
+        for _ in range(self._size):
+            await self._idle.put(await asyncio.open_connection("127.0.0.1", self._port))
+
+    async def close(self) -> None:
+        while not self._idle.empty():
+            _, writer = self._idle.get_nowait()
+            writer.close()
+            await writer.wait_closed()
+
+    async def post(self, request: bytes) -> int:
+        reader, writer = await self._idle.get()
+        try:
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            status = int(head.split(b" ", 2)[1])
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line[:15].lower() == b"content-length:":
+                    length = int(line[15:])
+            await reader.readexactly(length)
+        except BaseException:
+            writer.close()
+            self._idle.put_nowait(await asyncio.open_connection("127.0.0.1", self._port))
+            raise
+        self._idle.put_nowait((reader, writer))
+        return status
+
+
+def _request(customer: str, app: str, kind: str, body: dict[str, object]) -> bytes:
+    payload = json_codec.dumps(body)
+    return (
+        f"POST /v1/{customer}/{app}/{kind}?token={SECRET} HTTP/1.1\r\n"
+        f"Host: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(payload)}\r\n\r\n"
+    ).encode() + payload
+
+
+def _call(run: str, i: int) -> tuple[str, bytes, bytes]:
+    """One call's popup and missed-call requests; callers repeat, as real ones do."""
+    sid = f"{run}-{i}"
+    app = f"app{i % 8}"
+    caller = f"+9198{i % 4000:08d}"
+    now = format_time(datetime.now(UTC))
+    fields = {"call_sid": sid, "from": caller, "to": "sip:agent@bench.exotel.com"}
+    popup = _request("bench", app, "popup", {"event": "incoming_call", **fields, "timestamp": now})
+    missed = _request(
+        "bench", app, "missed-call", {"event": "missed_call", **fields, "timestamp": now}
+    )
+    return sid, popup, missed
+
+
+async def _reader(settings: Settings, topic: str, partitions: int) -> AIOKafkaConsumer:
+    consumer = new_reader(settings, client_id="exopipe-bench-e2e")
+    await consumer.start()
+    tps = [TopicPartition(topic, p) for p in range(partitions)]
+    consumer.assign(tps)
+    await consumer.seek_to_end(*tps)
+    for tp in tps:
+        await consumer.position(tp)
+    return consumer
+
+
+async def _collect(consumer: AIOKafkaConsumer, load: Load, done: asyncio.Event) -> None:
+    while not done.is_set():
+        batches = await consumer.getmany(timeout_ms=50, max_records=2000)
+        now = time.perf_counter()
+        for records in batches.values():
+            for record in records:
+                sid = record.key.decode() if record.key else ""
+                if sid in load.arrived_at:
+                    load.duplicates += 1
+                elif sid in load.sent_at:
+                    load.arrived_at[sid] = now
+        if load.sent_at and len(load.arrived_at) >= load.count:
+            done.set()
+
+
+async def _drive_pipeline(port: int, settings: Settings, load: Load, run: str) -> None:
+    pool = Connections(port, CONNECTIONS)
+    await pool.open()
+    spec = settings.topic(MISSED_CALL_ENRICHED)
+    consumer = await _reader(settings, spec.name, spec.partitions)
+    done = asyncio.Event()
+    collector = asyncio.create_task(_collect(consumer, load, done))
+
+    async def one(i: int, at: float) -> None:
+        sid, popup, missed = _call(run, i)
+        await asyncio.sleep(max(0.0, at - time.perf_counter()))
+        if await pool.post(popup) != 200:
+            load.refused += 1
+        await asyncio.sleep(max(0.0, at + RING_S - time.perf_counter()))
+        load.sent_at[sid] = at + RING_S
+        if await pool.post(missed) != 200:
+            load.refused += 1
+
+    try:
+        start = time.perf_counter() + 0.2
+        calls = [asyncio.create_task(one(i, start + i / load.rate)) for i in range(load.count)]
+        await asyncio.gather(*calls)
+        try:
+            await asyncio.wait_for(done.wait(), 15)
+        except TimeoutError:
+            pass
+    finally:
+        done.set()
+        await collector
+        await consumer.stop()
+        await pool.close()
+
+
+async def _baseline_topic(settings: Settings) -> str:
+    """A topic as wide as the enriched one, for the baseline's records."""
+    spec = settings.topic(MISSED_CALL_ENRICHED)
+    topic = f"{settings.topic_prefix}bench-baseline"
+    async with admin_client(settings) as admin:
+        await admin.create_topics([NewTopic(topic, spec.partitions, 1)])
+    return topic
+
+
+async def _drive_baseline(settings: Settings, topic: str, load: Load, run: str) -> None:
+    """The same rate of records of the same size through that topic, raw aiokafka."""
+    consumer = await _reader(settings, topic, settings.topic(MISSED_CALL_ENRICHED).partitions)
+    producer = new_producer(settings, client_id="exopipe-bench-baseline")
+    await producer.start()
+    done = asyncio.Event()
+    collector = asyncio.create_task(_collect(consumer, load, done))
+    value = b"x" * 900  # about an enriched record's size
+    try:
+        start = time.perf_counter() + 0.2
+        for i in range(load.count):
+            at = start + i / load.rate
+            await asyncio.sleep(max(0.0, at - time.perf_counter()))
+            sid = f"{run}-{i}"
+            load.sent_at[sid] = at
+            await producer.send(topic, value=value, key=sid.encode())
+        try:
+            await asyncio.wait_for(done.wait(), 15)
+        except TimeoutError:
+            pass
+    finally:
+        done.set()
+        await collector
+        await producer.stop()
+        await consumer.stop()
+
+
+def _warm_up(port: int, settings: Settings, rate: float, seconds: float) -> None:
+    """Calls until the first enriched record is out, then ``seconds`` at the bench's rate.
+
+    A fresh ingress and worker are slow for their first seconds (metadata of new partitions,
+    first fetches of the internal topic): hundreds of ms for the first calls, then steady.
+    """
+    for attempt in range(20):
+        load = Load(rate=20.0, seconds=0.5)
+        asyncio.run(_drive_pipeline(port, settings, load, f"warm{attempt}"))
+        if load.arrived_at:
+            asyncio.run(_drive_pipeline(port, settings, Load(rate=rate, seconds=seconds), "warm"))
+            return
+    raise SystemExit("end to end: no enriched record came out of the warm-up")
+
+
+def measure(quick: bool) -> list[PathResult]:
+    runs, seconds, base_seconds, rate = (1, 3.0, 2.0, 200.0) if quick else (3, 60.0, 20.0, RATE)
+    warm_s = 1.0 if quick else 5.0
+    with tempfile.TemporaryDirectory(prefix="exopipe-bench-e2e-") as tmp:
+        work = Path(tmp)
+        secrets = work / "secrets.json"
+        secrets.write_bytes(json_codec.dumps({"ingress_tenants": {"bench": [SECRET]}}))
+        port, ops_port = free_port(), free_port()
+        env = bench_env(
+            EXOPIPE_SECRETS_FILE=str(secrets),
+            EXOPIPE_INGRESS_PORT=str(port),
+            EXOPIPE_INGRESS_SPOOL_DIR=str(work / "spool"),
+            EXOPIPE_INGRESS_RATE_LIMIT_PER_S="0",
+            EXOPIPE_WORKER_DATA_DIR=str(work / "worker-data"),
+            EXOPIPE_WORKER_HTTP_PORT=str(ops_port),
+        )
+        settings = settings_of(env)
+        create_topics(settings)
+        pipeline: list[Load] = []
+        baseline: list[Load] = []
+        with (
+            running(["ingress"], env, work / "ingress.log") as ingress,
+            running(["worker", "enricher"], env, work / "enricher.log") as enricher,
+        ):
+            wait_for_http(ingress, f"http://127.0.0.1:{port}/readyz")
+            wait_for_http(enricher, f"http://127.0.0.1:{ops_port}/readyz", limit_s=90)
+            _warm_up(port, settings, rate, warm_s)
+            topic = asyncio.run(_baseline_topic(settings))
+            asyncio.run(_drive_baseline(settings, topic, Load(rate=rate, seconds=1.0), "warm"))
+            for n in range(runs):
+                load = Load(rate=rate, seconds=seconds)
+                asyncio.run(_drive_pipeline(port, settings, load, f"run{n}"))
+                pipeline.append(load)
+                base = Load(rate=rate, seconds=base_seconds)
+                asyncio.run(_drive_baseline(settings, topic, base, f"run{n}"))
+                baseline.append(base)
+            for proc, name in ((ingress, "ingress"), (enricher, "enricher")):
+                if proc.poll() is not None:
+                    raise SystemExit(f"end to end: the {name} exited during the run")
+    p99 = median([percentile(r.latencies_ms(), 99) for r in pipeline])
+    delivered = min(len(r.arrived_at) for r in pipeline)
+    lost = max(r.count - len(r.arrived_at) for r in pipeline)
+    refused = max(r.refused for r in pipeline)
+    return [
+        PathResult(
+            path="end_to_end",
+            unit="calls/s",
+            rate=median([len(r.arrived_at) / r.seconds for r in pipeline]),
+            baseline="raw aiokafka round trip, same rate",
+            baseline_rate=median([len(r.arrived_at) / r.seconds for r in baseline]),
+            p50_ms=median([percentile(r.latencies_ms(), 50) for r in pipeline]),
+            p99_ms=p99,
+            baseline_p50_ms=median([percentile(r.latencies_ms(), 50) for r in baseline]),
+            baseline_p99_ms=median([percentile(r.latencies_ms(), 99) for r in baseline]),
+            delivered=delivered,
+            sent=pipeline[0].count,
+            target=f"p99 < {TARGET_P99_MS:.0f} ms at {RATE:.0f} calls/s for 60 s, none lost",
+            met=rate >= RATE and p99 < TARGET_P99_MS and lost == 0 and refused == 0,
+            runs=runs,
+            extra={
+                "offered_rate": rate,
+                "seconds": seconds,
+                "lost_max": lost,
+                "refused_max": refused,
+                "duplicates": sum(r.duplicates for r in pipeline),
+                "max_ms": median([max(r.latencies_ms(), default=float("nan")) for r in pipeline]),
+            },
+        )
+    ]

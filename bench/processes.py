@@ -1,0 +1,117 @@
+"""Starting and stopping the project's own processes for a bench run, on loopback only.
+
+Each bench path runs the real entry points (``exopipe ingress``, ``exopipe worker NAME``) as
+child processes with its own topic prefix and temp directory, and stops them at the end, also
+when the run fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+from workers.config import Settings
+from workers.kafka import admin_client
+from workers.topic_admin import apply_catalog
+
+__all__ = [
+    "bench_env",
+    "create_topics",
+    "free_port",
+    "peak_rss_mib",
+    "running",
+    "settings_of",
+    "wait_for_http",
+    "wait_for_log",
+]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def bench_env(**overrides: str) -> dict[str, str]:
+    """This environment with a fresh topic prefix and quiet logs, plus ``overrides``."""
+    env = dict(os.environ)
+    env["EXOPIPE_TOPIC_PREFIX"] = f"bench-{uuid.uuid4().hex[:8]}."
+    env["EXOPIPE_LOG_LEVEL"] = "WARNING"
+    env.update(overrides)
+    return env
+
+
+def settings_of(env: dict[str, str]) -> Settings:
+    return Settings.from_env({k: v for k, v in env.items() if k.startswith("EXOPIPE_")})
+
+
+def create_topics(settings: Settings) -> None:
+    async def apply() -> None:
+        async with admin_client(settings) as admin:
+            await apply_catalog(admin, name_prefix=settings.topic_prefix)
+
+    asyncio.run(apply())
+
+
+@contextmanager
+def running(argv: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """``python -m workers.cli ARGV...`` as a child, SIGTERMed (then killed) on the way out."""
+    with log.open("wb") as out:
+        proc = subprocess.Popen(  # noqa: S603 - this interpreter, fixed arguments
+            [sys.executable, "-m", "workers.cli", *argv],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def wait_for_log(proc: subprocess.Popen[bytes], log: Path, text: str, limit_s: float = 90) -> None:
+    deadline = time.monotonic() + limit_s
+    while text not in log.read_text(errors="replace"):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"{log.name}: no {text!r}:\n{log.read_text()[-3000:]}")
+        time.sleep(0.2)
+
+
+def wait_for_http(proc: subprocess.Popen[bytes], url: str, limit_s: float = 30) -> None:
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"the process serving {url} exited during start-up")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise SystemExit(f"{url} did not answer 200 within {limit_s:.0f} s")
+
+
+def peak_rss_mib(pid: int) -> float:
+    """The process's peak resident set (VmHWM), in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
