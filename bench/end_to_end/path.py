@@ -14,8 +14,11 @@ prebuilt requests, so it takes as little of the two cores as it can.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import tempfile
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,6 +48,7 @@ RING_S = 1.0  # popup to missed call: a short ring, so the popup is always there
 CONNECTIONS = 48
 RATE = 500.0  # missed calls per second (the issue's figure)
 TARGET_P99_MS = 200.0
+DRAIN_S = 15.0  # how long the last records may take to arrive before they count as lost
 
 
 @dataclass
@@ -152,13 +156,26 @@ async def _collect(consumer: AIOKafkaConsumer, load: Load, done: asyncio.Event) 
             done.set()
 
 
+@asynccontextmanager
+async def _collecting(consumer: AIOKafkaConsumer, load: Load) -> AsyncIterator[None]:
+    """Read arrivals while the body sends; then wait up to ``DRAIN_S`` for the rest."""
+    done = asyncio.Event()
+    collector = asyncio.create_task(_collect(consumer, load, done))
+    try:
+        yield
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(done.wait(), DRAIN_S)
+    finally:
+        done.set()
+        await collector
+        await consumer.stop()
+
+
 async def _drive_pipeline(port: int, settings: Settings, load: Load, run: str) -> None:
     pool = Connections(port, CONNECTIONS)
     await pool.open()
     spec = settings.topic(MISSED_CALL_ENRICHED)
     consumer = await _reader(settings, spec.name, spec.partitions)
-    done = asyncio.Event()
-    collector = asyncio.create_task(_collect(consumer, load, done))
 
     async def one(i: int, at: float) -> None:
         sid, popup, missed = _call(run, i)
@@ -171,17 +188,11 @@ async def _drive_pipeline(port: int, settings: Settings, load: Load, run: str) -
             load.refused += 1
 
     try:
-        start = time.perf_counter() + 0.2
-        calls = [asyncio.create_task(one(i, start + i / load.rate)) for i in range(load.count)]
-        await asyncio.gather(*calls)
-        try:
-            await asyncio.wait_for(done.wait(), 15)
-        except TimeoutError:
-            pass
+        async with _collecting(consumer, load):
+            start = time.perf_counter() + 0.2
+            calls = [asyncio.create_task(one(i, start + i / load.rate)) for i in range(load.count)]
+            await asyncio.gather(*calls)
     finally:
-        done.set()
-        await collector
-        await consumer.stop()
         await pool.close()
 
 
@@ -199,26 +210,18 @@ async def _drive_baseline(settings: Settings, topic: str, load: Load, run: str) 
     consumer = await _reader(settings, topic, settings.topic(MISSED_CALL_ENRICHED).partitions)
     producer = new_producer(settings, client_id="exopipe-bench-baseline")
     await producer.start()
-    done = asyncio.Event()
-    collector = asyncio.create_task(_collect(consumer, load, done))
     value = b"x" * 900  # about an enriched record's size
     try:
-        start = time.perf_counter() + 0.2
-        for i in range(load.count):
-            at = start + i / load.rate
-            await asyncio.sleep(max(0.0, at - time.perf_counter()))
-            sid = f"{run}-{i}"
-            load.sent_at[sid] = at
-            await producer.send(topic, value=value, key=sid.encode())
-        try:
-            await asyncio.wait_for(done.wait(), 15)
-        except TimeoutError:
-            pass
+        async with _collecting(consumer, load):
+            start = time.perf_counter() + 0.2
+            for i in range(load.count):
+                at = start + i / load.rate
+                await asyncio.sleep(max(0.0, at - time.perf_counter()))
+                sid = f"{run}-{i}"
+                load.sent_at[sid] = at
+                await producer.send(topic, value=value, key=sid.encode())
     finally:
-        done.set()
-        await collector
         await producer.stop()
-        await consumer.stop()
 
 
 def _warm_up(port: int, settings: Settings, rate: float, seconds: float) -> None:
