@@ -146,6 +146,9 @@ class RecordingSettings:
     max_bytes: int = 1024 * 1024 * 1024
     # S3 multipart part size in bytes.
     part_size: int = 16 * 1024 * 1024
+    # Multipart parts in memory and in flight at once, shared by every upload of the worker:
+    # memory for parts is at most this times part_size, whatever the concurrency and sizes.
+    parts_in_flight: int = 4
     # Recordings archived at once per worker.
     concurrency: int = 4
     # Recording download: connect timeout in seconds.

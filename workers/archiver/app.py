@@ -42,7 +42,9 @@ def create_app(settings: Settings, replication: int) -> faust.App:
     # the query string, so keep its request log off.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     secrets = SecretStore.load(settings.secrets_file)
-    store = RecordingStore(new_s3_client(settings), settings.s3_bucket, rec.part_size)
+    # One connection per part in flight, and room for the HEADs and creates around them.
+    client = new_s3_client(settings, max_pool_connections=max(32, rec.parts_in_flight + 16))
+    store = RecordingStore(client, settings.s3_bucket, rec.part_size, rec.parts_in_flight)
     guard = Guard(GuardPolicy.from_settings(rec))
     policy = RetryPolicy(
         max_attempts=rec.attempts, base_delay=rec.retry_base_delay, max_delay=rec.retry_max_delay

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import tempfile
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -141,34 +140,19 @@ class Archiver:
                 "source_url": source_url(data["recording_url"]),
             }
             metadata = {name: quote(value, safe=":/@._-=+") for name, value in metadata.items()}
-            await self._upload(Path(sink.name), key, downloaded.content_type, metadata)
+            # The store waits for its parts in flight even when cancelled, so the temp file is
+            # never closed (deleted) under them, and no upload is left incomplete.
+            await self.store.upload(
+                Path(sink.name),
+                key,
+                size=downloaded.size,
+                content_type=downloaded.content_type,
+                metadata=metadata,
+            )
         finally:
             await asyncio.to_thread(sink.close)
         stored = StoredObject(key, downloaded.size, downloaded.content_type, metadata)
         return self._archived(event_id, data, stored, already=False)
-
-    async def _upload(
-        self, path: Path, key: str, content_type: str, metadata: dict[str, str]
-    ) -> None:
-        cancelled = threading.Event()
-        task = asyncio.ensure_future(
-            asyncio.to_thread(
-                self.store.upload,
-                path,
-                key,
-                content_type=content_type,
-                metadata=metadata,
-                cancelled=cancelled,
-            )
-        )
-        try:
-            await asyncio.shield(task)
-        except asyncio.CancelledError:
-            # The thread cannot be cancelled: tell it to abort between parts, then wait for it,
-            # so the temp file is not deleted under it and no upload is left incomplete.
-            cancelled.set()
-            await asyncio.wait([task])
-            raise
 
     def _temp_file(self) -> IO[bytes]:
         return tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed by the caller

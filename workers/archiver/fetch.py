@@ -31,7 +31,7 @@ from workers.secret_store import BasicCredentials
 __all__ = ["DEFAULT_CONTENT_TYPE", "Downloaded", "Fetcher", "RecordingRefused"]
 
 DEFAULT_CONTENT_TYPE = "audio/mpeg"
-_FLUSH_BYTES = 1024 * 1024
+_FLUSH_BYTES = 512 * 1024
 _PERMANENT = {401: "forbidden", 403: "forbidden", 404: "not_found", 410: "gone"}
 
 
@@ -52,15 +52,18 @@ class Downloaded:
 
 
 class _HashingWriter:
-    """Buffers chunks and writes + hashes them in a worker thread, a megabyte at a time."""
+    """Hashes and writes chunks in a worker thread, half a megabyte at a time, while the next
+    batch is being received: at most two batches (about 1 MiB) are held per download."""
 
     def __init__(self, sink: BinaryIO) -> None:
         self._sink = sink
         self._digest = hashlib.sha256()
         self._buffer: list[bytes] = []
         self._buffered = 0
+        self._pending: asyncio.Future[None] | None = None
 
     def _write(self, chunks: list[bytes]) -> None:
+        # hashlib and file writes release the GIL: this runs beside the receiving loop.
         for chunk in chunks:
             self._digest.update(chunk)
             self._sink.write(chunk)
@@ -69,12 +72,43 @@ class _HashingWriter:
         self._buffer.append(chunk)
         self._buffered += len(chunk)
         if self._buffered >= _FLUSH_BYTES:
-            await self.flush()
+            await self._wait()  # in order, one batch in the thread at a time
+            chunks, self._buffer, self._buffered = self._buffer, [], 0
+            self._pending = asyncio.ensure_future(asyncio.to_thread(self._write, chunks))
 
     async def flush(self) -> None:
+        """Write what is buffered and wait until every batch is hashed and written."""
+        await self._wait()
         chunks, self._buffer, self._buffered = self._buffer, [], 0
         if chunks:
-            await asyncio.to_thread(self._write, chunks)
+            self._pending = asyncio.ensure_future(asyncio.to_thread(self._write, chunks))
+            await self._wait()
+
+    async def settle(self) -> None:
+        """Wait for a batch still in the thread (also when cancelled), so the caller may close
+        the sink; its error, if any, is left to the error already being raised."""
+        pending, self._pending = self._pending, None
+        if pending is None:
+            return
+        cancelled = False
+        while not pending.done():
+            try:
+                await asyncio.wait([pending])
+            except asyncio.CancelledError:
+                cancelled = True
+        if not pending.cancelled():
+            pending.exception()
+        if cancelled:
+            raise asyncio.CancelledError
+
+    async def _wait(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            try:
+                await asyncio.shield(pending)
+            except asyncio.CancelledError:
+                self._pending = pending  # still running: settle() waits for it
+                raise
 
     def hexdigest(self) -> str:
         return self._digest.hexdigest()
@@ -162,11 +196,13 @@ class Fetcher:
                         "too_large", f"body exceeds {self._max_bytes} bytes (read {size})"
                     )
                 await writer.add(chunk)
+            await writer.flush()
         except httpx.TransportError as exc:
             raise RetryableError(
                 f"GET {source_url(url)} broke after {size} bytes: {type(exc).__name__}"
             ) from exc
-        await writer.flush()
+        finally:
+            await writer.settle()  # no write may still run when the caller closes the sink
         if declared is not None and size != declared:
             raise RetryableError(f"GET {source_url(url)}: {size} bytes, Content-Length {declared}")
         content_type = response.headers.get("Content-Type", "").split(";")[0].strip()

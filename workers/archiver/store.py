@@ -8,18 +8,25 @@ metadata, uploads the parts and completes it. The other design (upload parts whi
 then a server-side copy to add metadata) writes every byte twice in the store and leaves a
 metadata-less object visible between the two steps.
 
-Guarantees: an object is visible only after CompleteMultipartUpload, which happens only when every
-part is uploaded; any failure aborts the upload. A crash (kill -9) cannot abort, so before a new
-upload :meth:`RecordingStore.abort_stale` aborts every incomplete upload for the same key: the
-redelivered event cleans up after the crashed attempt.
+Parts go up several at once, from the worker's shared :class:`~workers.archiver.parts.PartBudget`:
+at most ``parts_in_flight`` parts in memory across every upload of the process, each read from
+the temp file straight into a reused buffer.
 
-Every function here blocks (boto3): call them through ``asyncio.to_thread``, never on the loop.
-Nothing secret goes into metadata: the source URL is stored without query string or userinfo.
+Guarantees: an object is visible only after CompleteMultipartUpload, which happens only when every
+part is uploaded; any failure, and a cancellation, aborts the upload once the parts in flight have
+ended. A crash (kill -9) cannot abort, so before a new upload :meth:`RecordingStore.abort_stale`
+aborts every incomplete upload for the same key: the redelivered event cleans up after the
+crashed attempt.
+
+boto3 blocks: :meth:`RecordingStore.upload` is a coroutine that runs every call in a thread; the
+other methods block, so call them through ``asyncio.to_thread``, never on the loop. Nothing
+secret goes into metadata: the source URL is stored without query string or userinfo.
 """
 
 from __future__ import annotations
 
-import threading
+import asyncio
+import os
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -27,15 +34,12 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from workers.archiver.parts import PartBody, PartBudget
 from workers.errors import ConfigError, RetryableError
 
-__all__ = ["MIN_PART_SIZE", "RecordingStore", "StoreUnavailable", "StoredObject", "UploadCancelled"]
+__all__ = ["MIN_PART_SIZE", "RecordingStore", "StoreUnavailable", "StoredObject"]
 
 MIN_PART_SIZE = 5 * 1024 * 1024
-
-
-class UploadCancelled(Exception):
-    """The worker is stopping; the upload was aborted and the event will be redelivered."""
 
 
 @dataclass(frozen=True)
@@ -48,14 +52,17 @@ class StoredObject:
 
 
 class RecordingStore:
-    """One bucket, one shared thread-safe boto3 client."""
+    """One bucket, one shared thread-safe boto3 client, one budget of parts in flight."""
 
-    def __init__(self, client: Any, bucket: str, part_size: int) -> None:
+    def __init__(self, client: Any, bucket: str, part_size: int, parts_in_flight: int = 4) -> None:
         if part_size < MIN_PART_SIZE:
             raise ConfigError(f"EXOPIPE_RECORDING_PART_SIZE must be >= {MIN_PART_SIZE}")
+        if parts_in_flight < 1:
+            raise ConfigError("EXOPIPE_RECORDING_PARTS_IN_FLIGHT must be >= 1")
         self.client = client
         self.bucket = bucket
         self.part_size = part_size
+        self.budget = PartBudget(parts_in_flight, part_size)
 
     def find(self, key: str) -> StoredObject | None:
         """The object at ``key`` if there is one, with its (lower-cased) metadata."""
@@ -92,62 +99,106 @@ class RecordingStore:
             raise _retryable("abort stale uploads of", key, exc) from exc
         return aborted
 
-    def upload(
+    async def upload(
         self,
         path: Path,
         key: str,
         *,
+        size: int,
         content_type: str,
         metadata: dict[str, str],
-        cancelled: threading.Event | None = None,
     ) -> None:
-        """Multipart-upload ``path`` to ``key``: complete only after every part, else abort."""
+        """Multipart-upload the ``size`` bytes of ``path`` to ``key``, several parts at once.
+
+        Completes only after every part is in; on any failure, or when cancelled, it waits for
+        the parts still in flight (they read ``path``), aborts the upload, then raises.
+        """
         try:
-            created = self.client.create_multipart_upload(
-                Bucket=self.bucket, Key=key, ContentType=content_type, Metadata=metadata
+            created = await asyncio.to_thread(
+                self.client.create_multipart_upload,
+                Bucket=self.bucket,
+                Key=key,
+                ContentType=content_type,
+                Metadata=metadata,
             )
         except (ClientError, BotoCoreError) as exc:
             raise _retryable("create upload of", key, exc) from exc
         upload_id = created["UploadId"]
         try:
-            parts = self._upload_parts(path, key, upload_id, cancelled)
-            self.client.complete_multipart_upload(
+            parts = await self._upload_parts(path, key, upload_id, size)
+            await asyncio.to_thread(
+                self.client.complete_multipart_upload,
                 Bucket=self.bucket,
                 Key=key,
                 UploadId=upload_id,
                 MultipartUpload={"Parts": parts},
             )
         except BaseException as exc:
-            self._abort(key, upload_id)
+            await _settle(asyncio.ensure_future(asyncio.to_thread(self._abort, key, upload_id)))
             if isinstance(exc, ClientError | BotoCoreError):
                 raise _retryable("upload of", key, exc) from exc
             raise
 
-    def _upload_parts(
-        self, path: Path, key: str, upload_id: str, cancelled: threading.Event | None
+    async def _upload_parts(
+        self, path: Path, key: str, upload_id: str, size: int
     ) -> list[dict[str, Any]]:
-        parts: list[dict[str, Any]] = []
-        with path.open("rb") as source:
-            number = 1
-            while True:
-                # One part in memory at a time: the per-upload memory bound is part_size.
-                body = source.read(self.part_size)
-                if not body and number > 1:
-                    break
-                if cancelled is not None and cancelled.is_set():
-                    raise UploadCancelled(key)
-                answer = self.client.upload_part(
-                    Bucket=self.bucket,
-                    Key=key,
-                    UploadId=upload_id,
-                    PartNumber=number,
-                    Body=body,
+        loop = asyncio.get_running_loop()
+        count = max(1, -(-size // self.part_size))  # an empty recording is one empty part
+        in_flight: list[asyncio.Future[str]] = []
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            for number in range(1, count + 1):
+                buffer = await self.budget.take()
+                if any(f.done() and not f.cancelled() and f.exception() for f in in_flight):
+                    self.budget.give(buffer)
+                    break  # a part failed: send no more, the gather below raises it
+                offset = (number - 1) * self.part_size
+                future = loop.run_in_executor(
+                    self.budget.executor,
+                    self._upload_part,
+                    fd,
+                    buffer,
+                    offset,
+                    min(self.part_size, size - offset),
+                    key,
+                    upload_id,
+                    number,
                 )
-                parts.append({"PartNumber": number, "ETag": answer["ETag"]})
-                number += 1
-                if len(body) < self.part_size:
-                    break
-        return parts
+                future.add_done_callback(lambda _f, b=buffer: self.budget.give(b))
+                in_flight.append(future)
+            etags = await asyncio.gather(*in_flight)
+        except BaseException:
+            await _settle(*in_flight)  # the parts read fd and buffers: let them end first
+            raise
+        finally:
+            os.close(fd)
+        return [{"PartNumber": n, "ETag": etag} for n, etag in enumerate(etags, start=1)]
+
+    def _upload_part(
+        self,
+        fd: int,
+        buffer: bytearray,
+        offset: int,
+        length: int,
+        key: str,
+        upload_id: str,
+        number: int,
+    ) -> str:
+        """Read one part into ``buffer`` (no copy) and upload it; runs on a budget thread."""
+        view = memoryview(buffer)
+        read = 0
+        while read < length:
+            got = os.preadv(fd, [view[read:length]], offset + read)
+            if got == 0:
+                raise OSError(f"temp file of {key} ended at {offset + read}, expected {length}")
+            read += got
+        # A full part goes as the buffer itself (one send, hashed in place); a short last part
+        # as a view of the buffer's front.
+        body: bytearray | PartBody = buffer if length == len(buffer) else PartBody(view[:length])
+        answer = self.client.upload_part(
+            Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=body
+        )
+        return str(answer["ETag"])
 
     def _abort(self, key: str, upload_id: str) -> None:
         try:
@@ -155,6 +206,22 @@ class RecordingStore:
         except (ClientError, BotoCoreError):
             # Left for abort_stale on the event's next attempt (or a bucket lifecycle rule).
             pass
+
+
+async def _settle(*futures: asyncio.Future[Any]) -> None:
+    """Wait until every future is done, also through a cancellation (raised again after)."""
+    pending = {f for f in futures if not f.done()}
+    cancelled = False
+    while pending:
+        try:
+            _done, pending = await asyncio.wait(pending)
+        except asyncio.CancelledError:
+            cancelled = True
+    for future in futures:
+        if not future.cancelled():
+            future.exception()  # retrieved: the first one is already being raised
+    if cancelled:
+        raise asyncio.CancelledError
 
 
 class StoreUnavailable(RetryableError):

@@ -32,6 +32,7 @@ from topics.catalog import (
     RECORDING_FAILED,
     SETTINGS_STATE,
     WEBHOOK_RECORDING_READY,
+    TopicSpec,
 )
 from topics.events import CloudEvent, make_event, parse_event
 from workers import json_codec
@@ -210,13 +211,8 @@ async def _disable_recording(settings: Settings, app_id: str) -> None:
         await produce_event(producer, settings.topic(SETTINGS_STATE), state, f"acme/{app_id}")
 
 
-async def collect_outcomes(
-    settings: Settings, call_sid: str, *, count: int, wait_seconds: float
-) -> list[tuple[str, CloudEvent]]:
-    """Records about ``call_sid`` on archived and failed (one reader for both), in read order.
-
-    Returns as soon as ``count`` are found, or what was found when the time runs out.
-    """
+def outcome_consumer(settings: Settings) -> tuple[AIOKafkaConsumer, dict[str, TopicSpec]]:
+    """A reader of archived and failed from their start (not started), and each topic's spec."""
     specs = {settings.topic(spec).name: spec for spec in (RECORDING_ARCHIVED, RECORDING_FAILED)}
     consumer = AIOKafkaConsumer(
         *specs,
@@ -225,6 +221,17 @@ async def collect_outcomes(
         auto_offset_reset="earliest",
         enable_auto_commit=False,
     )
+    return consumer, specs
+
+
+async def collect_outcomes(
+    settings: Settings, call_sid: str, *, count: int, wait_seconds: float
+) -> list[tuple[str, CloudEvent]]:
+    """Records about ``call_sid`` on archived and failed (one reader for both), in read order.
+
+    Returns as soon as ``count`` are found, or what was found when the time runs out.
+    """
+    consumer, specs = outcome_consumer(settings)
     await consumer.start()
     found: list[tuple[str, CloudEvent]] = []
     loop = asyncio.get_running_loop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -42,10 +43,10 @@ class FakeStore:
         self.stale_aborts += 1
         return 0
 
-    def upload(self, path: Path, key: str, *, content_type: str, metadata: dict[str, str],
-               cancelled: Any = None) -> None:  # fmt: skip
+    async def upload(self, path: Path, key: str, *, size: int, content_type: str,
+                     metadata: dict[str, str]) -> None:  # fmt: skip
         self.uploads += 1
-        self.objects[key] = (path.read_bytes(), content_type, metadata)
+        self.objects[key] = (await asyncio.to_thread(path.read_bytes), content_type, metadata)
 
 
 def event_bytes(**overrides: Any) -> bytes:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 
 import httpx
@@ -201,3 +203,57 @@ async def test_connection_errors_are_retryable_and_hide_the_query() -> None:
         with pytest.raises(RetryableError) as info:
             await fetcher.download(URL, io.BytesIO())
     assert "s3cr3t" not in str(info.value)
+
+
+class SlowSink(io.BytesIO):
+    """A sink whose writes take time in the writer thread; records writes still running."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.running = 0
+        self.wrote_while_closed = False
+
+    def write(self, data: bytes) -> int:  # type: ignore[override]
+        self.running += 1
+        time.sleep(0.002)
+        self.running -= 1
+        if self.closed:
+            self.wrote_while_closed = True
+            return 0
+        return super().write(data)
+
+
+async def test_a_cancelled_download_leaves_no_write_running_on_the_sink() -> None:
+    async def slow_body() -> AsyncIterator[bytes]:
+        for piece in chunks(64 * 1024 * 1024):
+            await asyncio.sleep(0)
+            yield piece
+
+    fetcher, client = make_fetcher(
+        lambda request: httpx.Response(200, content=slow_body()), max_bytes=10**9
+    )
+    sink = SlowSink()
+    async with client:
+        task = asyncio.create_task(fetcher.download(URL, sink))
+        while sink.tell() < 2 * 1024 * 1024:  # noqa: ASYNC110 - the writer is a thread
+            await asyncio.sleep(0.005)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert sink.running == 0
+    written = sink.tell()
+    await asyncio.sleep(0.05)
+    assert sink.tell() == written
+
+
+async def test_writes_overlap_the_download_and_keep_every_byte_in_order() -> None:
+    body = b"".join(chunks(5 * 1024 * 1024 + 17, size=50_000))
+    fetcher, client = make_fetcher(
+        lambda request: httpx.Response(200, content=streamed(chunks(len(body), size=50_000))),
+        max_bytes=10**9,
+    )
+    sink = io.BytesIO()
+    async with client:
+        result = await fetcher.download(URL, sink)
+    assert sink.getvalue() == body
+    assert result.sha256 == hashlib.sha256(body).hexdigest() and result.size == len(body)

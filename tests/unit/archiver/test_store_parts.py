@@ -1,0 +1,167 @@
+"""Parts go up several at once from one budget per worker: bounded, in order, aborted on failure
+and on cancellation only after the parts in flight have ended."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from botocore.exceptions import EndpointConnectionError
+
+from workers.archiver.parts import PartBody, PartBudget
+from workers.archiver.store import MIN_PART_SIZE, RecordingStore, StoreUnavailable
+
+PART = MIN_PART_SIZE
+
+
+class FakeS3:
+    """Multipart calls of a boto3 client; counts parts in flight, can fail or stall a part."""
+
+    def __init__(self, *, fail_part: int | None = None, delay: float = 0.02) -> None:
+        self.fail_part = fail_part
+        self.delay = delay
+        self.lock = threading.Lock()
+        self.active = 0
+        self.peak = 0
+        self.parts: dict[tuple[str, int], bytes] = {}
+        self.bodies: dict[int, type] = {}
+        self.completed: dict[str, list[dict[str, Any]]] = {}
+        self.aborted: list[tuple[str, int]] = []  # (upload id, parts still running then)
+        self.release = threading.Event()
+        self.release.set()
+
+    def create_multipart_upload(self, **kw: Any) -> dict[str, str]:
+        return {"UploadId": f"up-{kw['Key']}"}
+
+    def upload_part(self, *, UploadId: str, PartNumber: int, Body: Any, **kw: Any) -> Any:  # noqa: N803
+        with self.lock:
+            self.active += 1
+            self.peak = max(self.peak, self.active)
+        try:
+            time.sleep(self.delay)
+            self.release.wait(10)
+            if PartNumber == self.fail_part:
+                raise EndpointConnectionError(endpoint_url="http://s3")
+            data = bytes(Body) if isinstance(Body, bytearray) else Body.read()
+            self.parts[(UploadId, PartNumber)] = data
+            self.bodies[PartNumber] = type(Body)
+            return {"ETag": f'"{UploadId}-{PartNumber}"'}
+        finally:
+            with self.lock:
+                self.active -= 1
+
+    def complete_multipart_upload(self, *, UploadId: str, MultipartUpload: Any, **kw: Any) -> None:  # noqa: N803
+        self.completed[UploadId] = MultipartUpload["Parts"]
+
+    def abort_multipart_upload(self, *, UploadId: str, **kw: Any) -> None:  # noqa: N803
+        self.aborted.append((UploadId, self.active))
+
+    def body(self, upload_id: str) -> bytes:
+        numbers = sorted(n for u, n in self.parts if u == upload_id)
+        return b"".join(self.parts[(upload_id, n)] for n in numbers)
+
+
+def recording(tmp_path: Path, name: str, size: int) -> tuple[Path, bytes]:
+    data = os.urandom(size)
+    path = tmp_path / name
+    path.write_bytes(data)
+    return path, data
+
+
+async def upload(store: RecordingStore, path: Path, key: str, size: int) -> None:
+    await store.upload(path, key, size=size, content_type="audio/mpeg", metadata={"sha256": "x"})
+
+
+async def test_parts_go_up_at_once_within_the_budget_and_in_order(tmp_path: Path) -> None:
+    s3 = FakeS3()
+    store = RecordingStore(s3, "bkt", PART, parts_in_flight=3)
+    size = 7 * PART + 123
+    path, data = recording(tmp_path, "a", size)
+    await upload(store, path, "a", size)
+    assert s3.body("up-a") == data
+    assert [p["PartNumber"] for p in s3.completed["up-a"]] == list(range(1, 9))
+    assert s3.completed["up-a"][7]["ETag"] == '"up-a-8"'
+    assert s3.peak == 3 and store.budget.allocated == 3
+    # full parts go as the reused buffer, the short last one as a view of it
+    assert s3.bodies[1] is bytearray and s3.bodies[8] is PartBody
+
+
+async def test_one_budget_bounds_every_upload_of_the_worker(tmp_path: Path) -> None:
+    s3 = FakeS3()
+    store = RecordingStore(s3, "bkt", PART, parts_in_flight=4)
+    files = [recording(tmp_path, f"r{i}", 3 * PART) for i in range(5)]
+    await asyncio.gather(*(upload(store, p, p.name, 3 * PART) for p, _ in files))
+    assert s3.peak == 4 and store.budget.allocated == 4
+    for path, data in files:
+        assert s3.body(f"up-{path.name}") == data
+
+
+async def test_empty_recording_is_one_empty_part(tmp_path: Path) -> None:
+    s3 = FakeS3()
+    path, _ = recording(tmp_path, "e", 0)
+    await upload(RecordingStore(s3, "bkt", PART), path, "e", 0)
+    assert s3.completed["up-e"] == [{"PartNumber": 1, "ETag": '"up-e-1"'}]
+    assert s3.parts[("up-e", 1)] == b""
+
+
+async def test_a_failed_part_aborts_after_the_others_end(tmp_path: Path) -> None:
+    s3 = FakeS3(fail_part=2)
+    store = RecordingStore(s3, "bkt", PART, parts_in_flight=3)
+    path, _ = recording(tmp_path, "f", 10 * PART)
+    with pytest.raises(StoreUnavailable):
+        await upload(store, path, "f", 10 * PART)
+    assert "up-f" not in s3.completed
+    assert s3.aborted == [("up-f", 0)]
+    assert s3.active == 0
+    assert len(s3.parts) < 9  # it stopped sending parts once one had failed
+
+
+async def test_cancelled_upload_waits_for_its_parts_then_aborts(tmp_path: Path) -> None:
+    s3 = FakeS3()
+    s3.release.clear()  # parts hang until released
+    store = RecordingStore(s3, "bkt", PART, parts_in_flight=2)
+    path, _ = recording(tmp_path, "c", 6 * PART)
+    task = asyncio.create_task(upload(store, path, "c", 6 * PART))
+    while s3.active < 2:  # noqa: ASYNC110 - the parts run in threads, not on this loop
+        await asyncio.sleep(0.01)
+    task.cancel()
+    await asyncio.sleep(0.05)
+    assert not task.done()  # still waiting for the two parts reading the temp file
+    s3.release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert s3.aborted == [("up-c", 0)] and "up-c" not in s3.completed
+    # the budget is whole again for the next upload
+    s3.release.set()
+    await upload(store, path, "c2", 6 * PART)
+    assert store.budget.allocated == 2
+
+
+async def test_budget_hands_out_at_most_its_size() -> None:
+    budget = PartBudget(2, 16)
+    a, b = await budget.take(), await budget.take()
+    waiting = asyncio.create_task(budget.take())
+    await asyncio.sleep(0.01)
+    assert not waiting.done()
+    budget.give(a)
+    assert await waiting is a
+    budget.give(b)
+    assert budget.allocated == 2
+
+
+def test_part_body_reads_and_seeks_a_view_without_the_rest() -> None:
+    buffer = bytearray(b"0123456789")
+    body = PartBody(memoryview(buffer)[:6])
+    assert len(body) == 6
+    assert body.read(4) == b"0123" and body.tell() == 4
+    assert body.read() == b"45" and body.read(3) == b""
+    body.seek(1)
+    target = bytearray(3)
+    assert body.readinto(target) == 3 and target == b"123"
+    assert body.seek(0, io.SEEK_END) == 6
