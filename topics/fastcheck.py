@@ -13,6 +13,7 @@ still comes from it.
 
 from __future__ import annotations
 
+import math
 import numbers
 import re
 from collections.abc import Callable
@@ -66,6 +67,9 @@ def compile_check(schema: Any, formats: FormatChecker) -> Check | None:
         return lambda _: False
     if not isinstance(schema, dict):
         return None
+    text = _text_field(schema)
+    if text is not None:
+        return text
     checks: list[Check] = []
     for keyword, value in schema.items():
         if keyword in _ANNOTATIONS:
@@ -75,6 +79,27 @@ def compile_check(schema: Any, formats: FormatChecker) -> Check | None:
             return None
         checks.append(check)
     return _all(checks)
+
+
+def _text_field(schema: dict[str, Any]) -> Check | None:
+    """Most fields are ``{"type": "string" (or ["string", "null"]), "minLength", "maxLength"}``:
+    one test for the three keywords (a string has a length; null has none to check)."""
+    keywords = {k for k in schema if k not in _ANNOTATIONS}
+    if "type" not in keywords or not keywords <= {"type", "minLength", "maxLength"}:
+        return None
+    kind = schema["type"]
+    if kind == "string":
+        nullable = False
+    elif isinstance(kind, list) and len(kind) == 2 and set(kind) == {"string", "null"}:
+        nullable = True
+    else:
+        return None
+    low, high = schema.get("minLength", 0), schema.get("maxLength", math.inf)
+    if not all(_integer(n) or n == math.inf for n in (low, high)):
+        return None
+    if nullable:
+        return lambda v: (isinstance(v, str) and low <= len(v) <= high) or v is None
+    return lambda v: isinstance(v, str) and low <= len(v) <= high
 
 
 def _all(checks: list[Check]) -> Check:
@@ -102,7 +127,14 @@ def _keyword(
         tests = [_TYPES[n] for n in names]
         if len(tests) == 1:
             return tests[0]
-        return lambda v: any(test(v) for test in tests)
+
+        def check_types(v: Any) -> bool:
+            for test in tests:
+                if test(v):
+                    return True
+            return False
+
+        return check_types
     if keyword in ("enum", "const"):
         # Only strings: jsonschema's equal() then is plain ==, and only a str can match a str.
         options = value if keyword == "enum" else [value]

@@ -40,6 +40,8 @@ def test_types_are_the_validators_types(name: str) -> None:
         {"type": "decimal"},
         {"items": {"type": "string"}, "prefixItems": []},
         {"additionalProperties": False, "patternProperties": {"^a": {}}},
+        {"type": "string", "minLength": True},
+        {"type": ["string", "null"], "maxLength": 1.5},
     ],
 )
 def test_a_keyword_it_does_not_implement_is_not_compiled(schema: dict) -> None:
@@ -103,3 +105,13 @@ def test_invalid_data_still_gets_jsonschemas_errors() -> None:
         "call_sid: 7 is not of type 'string'",
     ]
     assert not validator_for(name).is_valid(data)
+
+
+@pytest.mark.parametrize("kind", [["string", "null"], ["null", "string"]])
+def test_a_nullable_text_field(kind: list[str]) -> None:
+    schema = {"type": kind, "minLength": 1, "maxLength": 2, "description": "x"}
+    check = compile_check(schema, FORMATS)
+    assert check is not None
+    validator = Draft202012Validator(schema)
+    for value in (None, "", "a", "ab", "abc", 1, [], True):
+        assert check(value) == validator.is_valid(value), value
