@@ -6,6 +6,8 @@ ever becomes a label value.
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 __all__ = ["IngressMetrics"]
@@ -48,6 +50,25 @@ class IngressMetrics:
         self.spool_bytes = Gauge(
             "exopipe_ingress_spool_bytes", "Bytes in the spool now.", registry=r
         )
+
+        # Label children looked up once: ``labels()`` takes a lock and builds a key per call.
+        self._answered: dict[tuple[str, int], Any] = {}
+        self._produced: dict[str, Any] = {}
+
+    def answered(self, kind: str, status: int) -> None:
+        """Count one answer of ``status`` to a webhook of ``kind`` (any string from the URL)."""
+        key = (self.kind_label(kind), status)  # the label, not the URL's text: a bounded cache
+        child = self._answered.get(key)
+        if child is None:
+            child = self._answered[key] = self.requests.labels(key[0], str(status))
+        child.inc()
+
+    def produced(self, outcome: str, seconds: float) -> None:
+        """Observe one record's time to its Kafka ack or spool fsync."""
+        child = self._produced.get(outcome)
+        if child is None:
+            child = self._produced[outcome] = self.produce_seconds.labels(outcome)
+        child.observe(seconds)
 
     @staticmethod
     def kind_label(kind: str) -> str:

@@ -167,14 +167,12 @@ def _pick(fields: Mapping[str, Any], aliases: tuple[str, ...]) -> Any:
     """The first alias present with a meaningful value (Exotel sends "" and year-1 dates)."""
     for name in aliases:
         value = fields.get(name)
-        if value is None or value == "" or _is_zero_time(value):
+        if value is None or value == "":
+            continue
+        if isinstance(value, str) and value.startswith("0001-01-01"):
             continue
         return value
     return None
-
-
-def _is_zero_time(value: Any) -> bool:
-    return isinstance(value, str) and value.startswith("0001-01-01")
 
 
 def _text(value: Any, typed: bool) -> Any:

@@ -156,7 +156,7 @@ class Sink:
         finally:
             self._open.discard(seq)
             self._changed.set()
-        self._metrics.produce_seconds.labels(outcome).observe(time.monotonic() - started)
+        self._metrics.produced(outcome, time.monotonic() - started)
         return outcome
 
     async def _try_kafka(self, seq: int, topic: str, key: str, value: bytes) -> str:

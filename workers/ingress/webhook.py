@@ -61,11 +61,10 @@ async def handle_webhook(request: web.Request, ing: Ingress) -> web.Response:
     kind = request.match_info["kind"]
     customer_id = request.match_info["customer_id"]
     app_id = request.match_info["app_id"]
-    label = ing.metrics.kind_label(kind)
     received_at = datetime.now(UTC)
 
     def count(status: int) -> None:
-        ing.metrics.requests.labels(label, str(status)).inc()
+        ing.metrics.answered(kind, status)
 
     if not ing.allowlist.allows(request.remote):
         ing.metrics.rejected.labels("forbidden_sender").inc()
@@ -229,7 +228,7 @@ class _Refusal:
                 "spool full: rejected record for %s/%s not kept", self.customer_id, self.app_id
             )
         ing.metrics.rejected.labels(reason).inc()
-        ing.metrics.requests.labels(ing.metrics.kind_label(self.kind), str(status)).inc()
+        ing.metrics.answered(self.kind, status)
         response = _json(status, {"error": reason, "field": field, "errors": data["errors"]})
         if status in (408, 413):
             response.force_close()  # do not read the rest of an oversized or trickling body
