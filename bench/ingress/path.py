@@ -7,7 +7,7 @@ One ``exopipe ingress`` runs on a fresh topic prefix (rate limit off). Each roun
 2. **baseline**: ``baseline.py``, 32 concurrent ``send_and_wait`` calls of the same CloudEvent
    bytes with the ingress's producer settings (idempotent, acks=all, linger 5 ms), in its own
    process: records/s, p50 and p99 of send-to-ack;
-3. **paced at half the max rate**: ``wrk -t1 -c32 -s paced.lua -- RATE`` with RATE half of
+3. **paced at half the max rate**: ``wrk -t1 -c32 -s post.lua URL -- RATE`` with RATE half of
    step 1's requests/s: every request has a slot on a fixed schedule (a missed slot is sent as
    soon as a connection is free, so a stall is caught up, not dropped); p50 and p99 of wrk's
    latency (write to response), and the rate achieved, which is reported beside the one offered.
@@ -82,7 +82,6 @@ def _find(pattern: str, text: str) -> str:
 
 def run_wrk(url: str, seconds: int, *, rate: float | None = None) -> Wrk:
     """wrk for ``seconds``: closed loop with ``post.lua``, or paced at ``rate`` requests/s."""
-    script = "post.lua" if rate is None else "paced.lua"
     argv = [
         require_wrk(),
         f"-t{WRK_THREADS}",
@@ -90,7 +89,7 @@ def run_wrk(url: str, seconds: int, *, rate: float | None = None) -> Wrk:
         f"-d{seconds}s",
         "--latency",
         "-s",
-        str(HERE / script),
+        str(HERE / "post.lua"),
         url,
     ]
     if rate is not None:
