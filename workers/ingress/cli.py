@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import signal
 
@@ -33,6 +34,11 @@ async def serve(settings: Settings, host: str, port: int) -> int:
         shutdown_timeout=settings.ingress.shutdown_timeout_s,
     )
     await runner.setup()
+    # What start-up built (modules, the app, its clients) lives as long as the process: move it
+    # out of the cyclic collector's sight, so a full collection under load walks only what
+    # requests made (it walked all of it before: pauses of tens of ms at the p99).
+    gc.collect()
+    gc.freeze()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

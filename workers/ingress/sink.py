@@ -35,6 +35,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
+from workers.ingress.bound import Bound
 from workers.ingress.metrics import IngressMetrics
 from workers.ingress.spool import Spool, SpoolFull, SpoolRecord
 from workers.retry import RetryPolicy
@@ -74,7 +75,7 @@ class Sink:
         self._spool = spool
         self._factory = producer_factory
         self._metrics = metrics
-        self._timeout = produce_timeout_s
+        self._bound = Bound(produce_timeout_s)
         self._producer: AIOKafkaProducer | None = None
         self._entries: dict[int, _Entry] = {}
         self._order: list[int] = []  # sequence numbers of _entries, ascending
@@ -123,6 +124,7 @@ class Sink:
                     "spool and are sent after restart",
                     len(self._entries),
                 )
+        self._bound.close()
         self._spool.close()
 
     # -- state ------------------------------------------------------------------------------
@@ -161,8 +163,8 @@ class Sink:
 
     async def _try_kafka(self, seq: int, topic: str, key: str, value: bytes) -> str:
         send = asyncio.ensure_future(self._send(topic, key, value))
-        done, _ = await asyncio.wait({send}, timeout=self._timeout)
-        if send in done and send.exception() is None:
+        await self._bound.wait(send)
+        if send.done() and send.exception() is None:
             self._broker_ok = True
             return "kafka"
         self._broker_ok = False
