@@ -64,7 +64,9 @@ async def streamed(body: bytes) -> AsyncIterator[bytes]:
     yield body
 
 
-def archiver(handler: Any, store: FakeStore, *, enabled: bool | None = None) -> Archiver:
+def archiver(
+    handler: Any, store: FakeStore, *, enabled: bool | None = None, max_bytes: int = 10**6
+) -> Archiver:
     async def resolve(host: str, port: int) -> list[str]:
         return ["93.184.216.34"]
 
@@ -72,7 +74,7 @@ def archiver(handler: Any, store: FakeStore, *, enabled: bool | None = None) -> 
     client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
     fetcher = Fetcher(
         client, Guard(policy, resolver=resolve), credentials=lambda h: None,
-        max_bytes=10**6, max_redirects=2, total_timeout=5,
+        max_bytes=max_bytes, max_redirects=2, total_timeout=5,
     )  # fmt: skip
     return Archiver(
         fetcher=fetcher, store=store,  # type: ignore[arg-type]

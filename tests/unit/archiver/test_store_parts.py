@@ -4,6 +4,8 @@ and on cancellation only after the parts in flight have ended."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import hashlib
 import io
 import os
 import threading
@@ -11,11 +13,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
-from botocore.exceptions import EndpointConnectionError
+from botocore.exceptions import ClientError, EndpointConnectionError
 
+from topics.catalog import RECORDING_ARCHIVED
 from workers.archiver.parts import PartBody, PartBudget
 from workers.archiver.store import MIN_PART_SIZE, RecordingStore, StoreUnavailable
+
+from .test_archive import archiver, event_bytes, streamed
 
 PART = MIN_PART_SIZE
 
@@ -23,8 +29,11 @@ PART = MIN_PART_SIZE
 class FakeS3:
     """Multipart calls of a boto3 client; counts parts in flight, can fail or stall a part."""
 
-    def __init__(self, *, fail_part: int | None = None, delay: float = 0.02) -> None:
+    def __init__(
+        self, *, fail_part: int | None = None, fail_times: int = 10**9, delay: float = 0.02
+    ) -> None:
         self.fail_part = fail_part
+        self.fail_times = fail_times
         self.delay = delay
         self.lock = threading.Lock()
         self.active = 0
@@ -46,7 +55,8 @@ class FakeS3:
         try:
             time.sleep(self.delay)
             self.release.wait(10)
-            if PartNumber == self.fail_part:
+            if PartNumber == self.fail_part and self.fail_times > 0:
+                self.fail_times -= 1
                 raise EndpointConnectionError(endpoint_url="http://s3")
             data = bytes(Body) if isinstance(Body, bytearray) else Body.read()
             self.parts[(UploadId, PartNumber)] = data
@@ -61,6 +71,16 @@ class FakeS3:
 
     def abort_multipart_upload(self, *, UploadId: str, **kw: Any) -> None:  # noqa: N803
         self.aborted.append((UploadId, self.active))
+
+    def head_object(self, *, Key: str, **kw: Any) -> Any:  # noqa: N803
+        raise ClientError({"Error": {"Code": "404"}}, "HeadObject")
+
+    def get_paginator(self, name: str) -> Any:
+        class Pages:
+            def paginate(self, **kw: Any) -> list[dict[str, Any]]:
+                return [{"Uploads": []}]
+
+        return Pages()
 
     def body(self, upload_id: str) -> bytes:
         numbers = sorted(n for u, n in self.parts if u == upload_id)
@@ -165,3 +185,50 @@ def test_part_body_reads_and_seeks_a_view_without_the_rest() -> None:
     target = bytearray(3)
     assert body.readinto(target) == 3 and target == b"123"
     assert body.seek(0, io.SEEK_END) == 6
+
+
+BIG = os.urandom(3 * PART + 1000)
+
+
+def ok(request: httpx.Request) -> httpx.Response:
+    return httpx.Response(200, content=streamed(BIG))
+
+
+def files(directory: Path) -> list[Path]:
+    return list(directory.iterdir())
+
+
+def big_archiver(s3: FakeS3, tmp_path: Path) -> Any:
+    store = RecordingStore(s3, "bkt", PART, parts_in_flight=2)
+    worker = archiver(ok, store, max_bytes=10 * PART)  # type: ignore[arg-type]
+    return dataclasses.replace(worker, temp_dir=tmp_path)
+
+
+async def test_a_failed_upload_is_retried_and_leaves_no_temp_file(tmp_path: Path) -> None:
+    s3 = FakeS3(fail_part=2, fail_times=1, delay=0)
+    outcome = await big_archiver(s3, tmp_path).handle(event_bytes())
+    assert outcome.spec is RECORDING_ARCHIVED
+    assert outcome.event.data["sha256"] == hashlib.sha256(BIG).hexdigest()
+    assert len(s3.aborted) == 1 and len(s3.completed) == 1
+    (upload_id,) = s3.completed
+    assert s3.body(upload_id) == BIG
+    assert files(tmp_path) == []
+
+
+async def test_a_cancelled_archive_aborts_its_upload_and_leaves_no_temp_file(
+    tmp_path: Path,
+) -> None:
+    s3 = FakeS3(delay=0)
+    s3.release.clear()
+    task = asyncio.create_task(big_archiver(s3, tmp_path).handle(event_bytes()))
+    while s3.active < 2:  # noqa: ASYNC110 - the parts run in threads, not on this loop
+        await asyncio.sleep(0.01)
+    assert len(files(tmp_path)) == 1  # the temp file the parts read
+    task.cancel()
+    await asyncio.sleep(0.05)
+    assert len(files(tmp_path)) == 1  # not deleted under the parts in flight
+    s3.release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert s3.completed == {} and len(s3.aborted) == 1
+    assert files(tmp_path) == []
