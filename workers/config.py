@@ -111,6 +111,9 @@ class ApplierSettings:
     http_timeout: float = 10.0
     # Connect timeout of every API call, in seconds.
     http_connect_timeout: float = 5.0
+    # HTTP/1.1 connections per httpx client; the in-flight calls are spread over
+    # ceil(in_flight / this) clients (httpcore's per-request cost grows with its pool's size).
+    http_pool_size: int = 8
     # Seconds between reconciliations (GET every known app, publish drift); 0 turns it off.
     reconcile_interval: float = 300.0
     # Bytes of a non-JSON command kept in its `invalid` result.

@@ -17,11 +17,16 @@ Failures are translated here, once, into the project's taxonomy (``raise ... fro
 
 This module must never log, return or put into an exception the token or the Authorization
 header, and never retry by itself: callers wrap calls in :func:`workers.retry.retry_async`.
-One :class:`ExotelClient` (one ``httpx.AsyncClient``, one connection pool) per process.
+One :class:`ExotelClient` per process. It spreads requests over several ``httpx.AsyncClient`` s of
+at most ``pool_size`` HTTP/1.1 connections each (the API speaks HTTP/1.1 only): httpcore checks
+every connection of a pool, with socket calls, each time a request starts or ends, so the CPU a
+request costs grows with the pool (64 in flight against the double: 8.4 ms of CPU per request
+with one pool of 64 connections, 1.7 ms with 4 pools of 16, 1.05 ms with 8 pools of 8).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -140,19 +145,28 @@ class ExotelClient:
         *,
         timeout: httpx.Timeout | None = None,
         max_connections: int = 100,
+        pool_size: int = 8,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self._base_url = base_url.rstrip("/")
         self._secrets = secrets
-        self._http = httpx.AsyncClient(
-            timeout=timeout or default_timeout(),
-            limits=httpx.Limits(
-                max_connections=max_connections, max_keepalive_connections=max_connections
-            ),
-            # A redirect would resend the bearer token to wherever it points: refuse them.
-            follow_redirects=False,
-            transport=transport,
-        )
+        # A given transport does its own pooling (tests pass httpx.MockTransport): one client.
+        pools = 1 if transport is not None else math.ceil(max_connections / max(pool_size, 1))
+        per_pool = math.ceil(max_connections / pools)
+        self._pools = [
+            _Pool(
+                httpx.AsyncClient(
+                    timeout=timeout or default_timeout(),
+                    limits=httpx.Limits(
+                        max_connections=per_pool, max_keepalive_connections=per_pool
+                    ),
+                    # A redirect would resend the bearer token to wherever it points: refuse them.
+                    follow_redirects=False,
+                    transport=transport,
+                )
+            )
+            for _ in range(pools)
+        ]
 
     @classmethod
     def from_settings(
@@ -164,6 +178,7 @@ class ExotelClient:
             secrets if secrets is not None else SecretStore.load(settings.secrets_file),
             timeout=default_timeout(applier.http_timeout, applier.http_connect_timeout),
             max_connections=max(applier.in_flight, 1),
+            pool_size=applier.http_pool_size,
             **options,
         )
 
@@ -199,16 +214,23 @@ class ExotelClient:
             headers["Content-Type"] = "application/json"
             content = json_codec.dumps(body)
         what = f"{method} {customer_id}/{app_id} settings"
+        # The least busy pool: callers bound concurrency to max_connections, so a request never
+        # waits for a connection while another pool has one free.
+        pool = min(self._pools, key=_Pool.busy)
+        pool.active += 1
         try:
-            response = await self._http.request(method, url, headers=headers, content=content)
+            response = await pool.http.request(method, url, headers=headers, content=content)
         except httpx.TimeoutException as exc:
             raise ExotelUnavailable(f"{what}: timed out ({type(exc).__name__})") from exc
         except httpx.TransportError as exc:
             raise ExotelUnavailable(f"{what}: {type(exc).__name__}: {exc}") from exc
+        finally:
+            pool.active -= 1
         return _interpret(what, response)
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        for pool in self._pools:
+            await pool.http.aclose()
 
     async def __aenter__(self) -> ExotelClient:
         return self
@@ -217,6 +239,19 @@ class ExotelClient:
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.aclose()
+
+
+class _Pool:
+    """One ``httpx.AsyncClient`` and how many requests it is serving now."""
+
+    __slots__ = ("active", "http")
+
+    def __init__(self, http: httpx.AsyncClient) -> None:
+        self.http = http
+        self.active = 0
+
+    def busy(self) -> int:
+        return self.active
 
 
 def _interpret(what: str, response: httpx.Response) -> AppSettings:

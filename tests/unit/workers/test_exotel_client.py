@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -23,6 +25,7 @@ from workers.exotel_client import (
     UnexpectedResponse,
     parse_retry_after,
 )
+from workers.exotel_double.runner import DoubleServer
 from workers.secret_store import SecretStore
 
 BASE = "https://integrationscore.mum1.exotel.com/v2/integrations"
@@ -209,3 +212,39 @@ def test_retry_after_as_http_date() -> None:
     assert parse_retry_after(response, now=now) == 12.0
     assert parse_retry_after(httpx.Response(503, headers={"Retry-After": "soon"})) is None
     assert parse_retry_after(httpx.Response(503)) is None
+
+
+async def test_in_flight_calls_spread_over_small_pools_and_none_waits_for_a_connection() -> None:
+    # 8 calls at once with 8 connections in pools of 2: the least busy pool takes each call, so
+    # all 8 are on the wire together (one round of the double's latency, not two or more).
+    async with DoubleServer() as double:
+        apps = [f"app_{i}" for i in range(8)]
+        tokens = {f"cust_1/{app}": f"tok-{app}" for app in apps}
+        for app in apps:
+            double.state.add_app("cust_1", app, f"tok-{app}")
+        double.state.latency_ms = 300.0
+        secrets = SecretStore.from_mapping({"exotel_apps": tokens})
+        async with ExotelClient(
+            double.api_base_url, secrets, max_connections=8, pool_size=2
+        ) as client:
+            assert len(client._pools) == 4
+            started = time.perf_counter()
+            answers = await asyncio.gather(
+                *(client.put_settings("cust_1", app, {"recording_enabled": True}) for app in apps)
+            )
+            took = time.perf_counter() - started
+            assert [a.app_id for a in answers] == apps
+            assert all(pool.active == 0 for pool in client._pools)
+    assert took < 0.55, f"some calls waited for a connection ({took:.2f} s)"
+
+
+async def test_pools_are_sized_from_max_connections() -> None:
+    async with ExotelClient(BASE, SECRETS, max_connections=64, pool_size=8) as client:
+        assert len(client._pools) == 8
+    async with ExotelClient(BASE, SECRETS, max_connections=5, pool_size=8) as client:
+        assert len(client._pools) == 1
+    # A given transport does its own pooling: one client over it.
+    async with client_with(reply(200, SPEC_RESPONSE)) as client:
+        assert len(client._pools) == 1
+        await client.get_settings("cust_1", "app_abc123")
+        assert client._pools[0].active == 0
