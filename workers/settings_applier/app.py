@@ -69,8 +69,8 @@ def create_app(settings: Settings, replication: int) -> faust.App:
     secrets = SecretStore.load(settings.secrets_file)
     source = catalog_topic(app, settings, SETTINGS_COMMAND)
     partitions = settings.topic(SETTINGS_COMMAND).partitions
-    ledger = DurableTable(_table(app, "settings-ledger", partitions))
-    apps = DurableTable(_table(app, "settings-apps", partitions))
+    ledger = DurableTable(_table(app, "settings-ledger", partitions), app)
+    apps = DurableTable(_table(app, "settings-apps", partitions), app)
     slots = asyncio.Semaphore(cfg.in_flight)
     api_policy = RetryPolicy(
         max_attempts=cfg.retry_attempts,

@@ -31,7 +31,7 @@ from workers.config import Settings
 from workers.errors import RetryableError
 from workers.kafka import new_reader
 
-__all__ = ["Outbox", "partition_for"]
+__all__ = ["Outbox", "partition_for", "produce"]
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,33 @@ log = logging.getLogger(__name__)
 def partition_for(key: bytes, partitions: int) -> int:
     """The partition Kafka's default (murmur2) partitioner gives ``key``."""
     return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+async def produce(
+    app: Any, topic: str, key: bytes, value: bytes | None, partition: int | None
+) -> Any:
+    """Produce one record through the faust app's producer and wait for its acknowledgement.
+
+    Straight to aiokafka, not through faust's ``send_soon`` buffer: that buffer is drained by one
+    task, one record at a time, so a record waits for every one queued before it (a table
+    changelog write took 50-180 ms this way under load, a direct send 5 ms). faust's sensors see
+    only the sends that go through its topics; these are counted like them.
+    """
+    producer = await app.maybe_start_producer()
+    sensors = app.sensors
+    state = sensors.on_send_initiated(
+        producer, topic, message=None, keysize=len(key), valsize=len(value or b"")
+    )
+    try:
+        sending = producer.send_and_wait(
+            topic, key, value, partition=partition, timestamp=None, headers=None
+        )
+        metadata = await _kafka(sending, f"produce to {topic}")
+    except RetryableError as exc:
+        sensors.on_send_error(producer, exc, state)
+        raise
+    sensors.on_send_completed(producer, state, metadata)
+    return metadata
 
 
 class Outbox:
@@ -71,27 +98,13 @@ class Outbox:
         """An offset of the result partition that the next result will land at or after."""
         if partition not in self._floors:
             tp = TopicPartition(self.result.name, partition)
-            ends = await self._kafka(self._consumer().end_offsets([tp]), "list offsets")
+            ends = await _kafka(self._consumer().end_offsets([tp]), "list offsets")
             self._floors[partition] = max(self._floors.get(partition, 0), ends[tp])
         return self._floors[partition]
 
     async def send(self, spec: TopicSpec, key: str, value: bytes, partition: int | None) -> int:
         """Produce and wait for the acknowledgement (acks=all); returns the record's offset."""
-        producer = await self._app.maybe_start_producer()
-        # faust's sensors see the sends of its topics only; these are counted like them.
-        sensors = self._app.sensors
-        state = sensors.on_send_initiated(
-            producer, spec.name, message=None, keysize=len(key), valsize=len(value)
-        )
-        try:
-            sending = producer.send_and_wait(
-                spec.name, key.encode(), value, partition=partition, timestamp=None, headers=None
-            )
-            metadata = await self._kafka(sending, f"produce to {spec.name}")
-        except RetryableError as exc:
-            sensors.on_send_error(producer, exc, state)
-            raise
-        sensors.on_send_completed(producer, state, metadata)
+        metadata = await produce(self._app, spec.name, key.encode(), value, partition)
         if spec.name == self.result.name:
             current = self._floors.get(metadata.partition, 0)
             self._floors[metadata.partition] = max(current, metadata.offset + 1)
@@ -102,13 +115,13 @@ class Outbox:
         tp = TopicPartition(self.result.name, partition)
         consumer = self._consumer()
         async with self._scan_lock:  # one assignment at a time on the shared scanner
-            end = (await self._kafka(consumer.end_offsets([tp]), "list offsets"))[tp]
+            end = (await _kafka(consumer.end_offsets([tp]), "list offsets"))[tp]
             if end <= floor:
                 return False
             consumer.assign([tp])
             consumer.seek(tp, floor)
             while True:
-                batch = await self._kafka(consumer.getmany(tp, timeout_ms=1000), "scan")
+                batch = await _kafka(consumer.getmany(tp, timeout_ms=1000), "scan")
                 for record in batch.get(tp, []):
                     if _event_id(record.value) == event_id:
                         return True
@@ -122,12 +135,12 @@ class Outbox:
             raise RuntimeError("Outbox.start() was not awaited")
         return self._scanner
 
-    @staticmethod
-    async def _kafka(operation: Any, what: str) -> Any:
-        try:
-            return await operation
-        except KafkaError as exc:
-            raise RetryableError(f"Kafka {what} failed: {exc!r}") from exc
+
+async def _kafka(operation: Any, what: str) -> Any:
+    try:
+        return await operation
+    except KafkaError as exc:
+        raise RetryableError(f"Kafka {what} failed: {exc!r}") from exc
 
 
 def _event_id(value: bytes | None) -> str | None:

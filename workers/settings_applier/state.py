@@ -11,7 +11,10 @@ Why not ``table[key] = value``: faust sends that changelog record "soon" and giv
 for it, and it needs the agent's current event to pick a partition. :meth:`DurableTable.put`
 writes the local store and awaits the changelog record's acknowledgement (acks=all), on the
 partition the caller names (the command's partition, which is how faust recovers the table for
-whoever owns that partition next).
+whoever owns that partition next). With ``app`` given, the record goes straight to the app's
+producer (:func:`~workers.settings_applier.delivery.produce`) rather than through faust's
+one-at-a-time send buffer; the changelog record is the same (the in-memory store keeps no
+changelog offsets, so faust's send callback has nothing to record).
 
 This module must never hold secrets: entries come from commands, outcomes and API answers only.
 """
@@ -26,6 +29,7 @@ from aiokafka.errors import KafkaError
 
 from workers import json_codec
 from workers.errors import RetryableError
+from workers.settings_applier.delivery import produce
 
 __all__ = ["DurableTable"]
 
@@ -33,8 +37,9 @@ __all__ = ["DurableTable"]
 class DurableTable:
     """JSON objects in a faust table with raw ``bytes`` keys and values."""
 
-    def __init__(self, table: Any) -> None:
+    def __init__(self, table: Any, app: Any = None) -> None:
         self._table = table
+        self._app = app
 
     def get(self, key: str) -> dict[str, Any] | None:
         raw = self._table.get(key.encode())
@@ -52,6 +57,10 @@ class DurableTable:
         await self._send(partition, encoded_key, None)
 
     async def _send(self, partition: int, key: bytes, value: bytes | None) -> None:
+        if self._app is not None:
+            topic = self._table.changelog_topic.get_topic_name()
+            await produce(self._app, topic, key, value, partition)
+            return
         try:
             await self._table.send_changelog(
                 partition, key, value, key_serializer="raw", value_serializer="raw"
