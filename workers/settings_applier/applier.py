@@ -69,7 +69,8 @@ class Applier:
         self._client = client
         self._policy = policy
         self._slots = slots
-        self._rng = rng
+        # One generator for the jitter: retry_async would seed a new one from os.urandom per call.
+        self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
         self._sleep = sleep
 
     async def apply(self, command: Command) -> Outcome:

@@ -42,6 +42,7 @@ the command stays unacked and the worker stops, to be redelivered on restart.
 from __future__ import annotations
 
 import logging
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -65,6 +66,8 @@ from workers.settings_applier.state import DurableTable
 __all__ = ["CommandProcessor", "Parsed"]
 
 log = logging.getLogger(__name__)
+# Jitter for Kafka retries; retry_async would seed a new generator from os.urandom per call.
+_JITTER = random.Random()  # noqa: S311 - jitter, not cryptography
 
 
 @dataclass(frozen=True)
@@ -205,4 +208,4 @@ class CommandProcessor:
         async def once(attempt: int) -> Any:
             return await operation()
 
-        return await retry_async(once, self._kafka_policy, what=f"Kafka {what}")
+        return await retry_async(once, self._kafka_policy, what=f"Kafka {what}", rng=_JITTER)
