@@ -39,6 +39,12 @@ WEBHOOK_ROUTE = "/v1/{customer_id}/{app_id}/{kind}"
 class PathOnlyAccessLogger(AbstractAccessLogger):
     """Method, path (no query: the token lives there), status and time."""
 
+    @property
+    def enabled(self) -> bool:
+        # aiohttp asks once per connection; the base class says yes even when INFO is off, and
+        # every request then built a line that was thrown away.
+        return self.logger.isEnabledFor(logging.INFO)
+
     def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
         self.logger.info(
             "%s %s %s %d %.1fms",

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from aiohttp import web
 
-from topics.catalog import WEBHOOK_REJECTED
+from topics.catalog import WEBHOOK_REJECTED, TopicSpec
 from topics.events import make_event
 from topics.schemas import SchemaViolation
 from workers import json_codec
@@ -49,6 +49,14 @@ class Ingress:
     limiter: RateLimiter
     allowlist: SenderAllowlist
     zone: tzinfo
+    _topics: dict[str, TopicSpec] = field(default_factory=dict, repr=False)
+
+    def topic(self, spec: TopicSpec) -> TopicSpec:
+        """``settings.topic(spec)``, built once per catalog topic rather than once per request."""
+        named = self._topics.get(spec.name)
+        if named is None:
+            named = self._topics[spec.name] = self.settings.topic(spec)
+        return named
 
 
 def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> web.Response:
@@ -111,7 +119,7 @@ async def handle_webhook(request: web.Request, ing: Ingress) -> web.Response:
             local_zone=ing.zone,
         )
         refuse.call_sid = norm.key or None
-        spec = ing.settings.topic(norm.spec)
+        spec = ing.topic(norm.spec)
         event = make_event(
             spec,
             norm.data,
@@ -207,7 +215,7 @@ class _Refusal:
             body_cap=ing.settings.ingress.rejected_body_bytes,
             secrets=secrets,
         )
-        spec = ing.settings.topic(WEBHOOK_REJECTED)
+        spec = ing.topic(WEBHOOK_REJECTED)
         event = make_event(
             spec,
             data,
