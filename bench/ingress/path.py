@@ -80,12 +80,14 @@ def _find(pattern: str, text: str) -> str:
     return found.group(1)
 
 
-def run_wrk(url: str, seconds: int, *, rate: float | None = None) -> Wrk:
+def run_wrk(
+    url: str, seconds: int, *, rate: float | None = None, concurrency: int = CONCURRENCY
+) -> Wrk:
     """wrk for ``seconds``: closed loop with ``post.lua``, or paced at ``rate`` requests/s."""
     argv = [
         require_wrk(),
         f"-t{WRK_THREADS}",
-        f"-c{CONCURRENCY}",
+        f"-c{concurrency}",
         f"-d{seconds}s",
         "--latency",
         "-s",
@@ -111,11 +113,13 @@ def run_wrk(url: str, seconds: int, *, rate: float | None = None) -> Wrk:
     )
 
 
-def run_baseline(env: dict[str, str], seconds: float) -> dict[str, float]:
+def run_baseline(
+    env: dict[str, str], seconds: float, concurrency: int = CONCURRENCY
+) -> dict[str, float]:
     argv = [
         sys.executable,
         str(HERE / "baseline.py"),
-        f"--concurrency={CONCURRENCY}",
+        f"--concurrency={concurrency}",
         f"--seconds={seconds}",
     ]
     out = subprocess.run(argv, capture_output=True, text=True, check=True, env=env)  # noqa: S603
@@ -149,7 +153,9 @@ def measure(quick: bool) -> list[PathResult]:
     return [run_rounds(seconds=10, rounds=3, warm_up=2)]
 
 
-def run_rounds(seconds: int, rounds: int, warm_up: int) -> PathResult:
+def run_rounds(
+    seconds: int, rounds: int, warm_up: int, concurrency: int = CONCURRENCY
+) -> PathResult:
     require_wrk()
     with tempfile.TemporaryDirectory(prefix="exopipe-bench-ingress-") as tmp:
         work = Path(tmp)
@@ -171,12 +177,12 @@ def run_rounds(seconds: int, rounds: int, warm_up: int) -> PathResult:
         baseline: list[dict[str, float]] = []
         with running(["ingress"], env, work / "ingress.log") as ingress:
             wait_for_http(ingress, f"{base}/readyz")
-            answered = run_wrk(url, warm_up).requests  # warm-up, not counted
+            answered = run_wrk(url, warm_up, concurrency=concurrency).requests  # not counted
             for _ in range(rounds):
-                top.append(run_wrk(url, seconds))
-                baseline.append(run_baseline(env, seconds))
+                top.append(run_wrk(url, seconds, concurrency=concurrency))
+                baseline.append(run_baseline(env, seconds, concurrency))
                 offered.append(top[-1].rps / 2)
-                paced.append(run_wrk(url, seconds, rate=offered[-1]))
+                paced.append(run_wrk(url, seconds, rate=offered[-1], concurrency=concurrency))
             metrics = httpx.get(f"{base}/metrics", timeout=5).text
         on_kafka = _records_on_kafka(env)
     runs = top + paced
@@ -190,7 +196,7 @@ def run_rounds(seconds: int, rounds: int, warm_up: int) -> PathResult:
         path="ingress",
         unit="requests/s",
         rate=rate,
-        baseline=f"raw aiokafka send_and_wait loop, {CONCURRENCY} at once",
+        baseline=f"raw aiokafka send_and_wait loop, {concurrency} at once",
         baseline_rate=baseline_rate,
         p50_ms=median([r.p50_ms for r in paced]),
         p99_ms=p99,
@@ -202,7 +208,7 @@ def run_rounds(seconds: int, rounds: int, warm_up: int) -> PathResult:
         baseline_p99_ms=median([b["p99_ms"] for b in baseline]),
         runs=rounds,
         extra={
-            "concurrency": CONCURRENCY,
+            "concurrency": concurrency,
             "wrk_threads": WRK_THREADS,
             "seconds_per_run": seconds,
             "max_rate_p50_ms": median([r.p50_ms for r in top]),
