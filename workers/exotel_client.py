@@ -37,6 +37,7 @@ from urllib.parse import quote
 import httpx
 
 from workers import json_codec
+from workers.asyncio_transport import transport_for
 from workers.config import Settings
 from workers.errors import PermanentError, RetryableError
 from workers.secret_store import SecretStore
@@ -153,16 +154,16 @@ class ExotelClient:
         # A given transport does its own pooling (tests pass httpx.MockTransport): one client.
         pools = 1 if transport is not None else math.ceil(max_connections / max(pool_size, 1))
         per_pool = math.ceil(max_connections / pools)
+        limits = httpx.Limits(max_connections=per_pool, max_keepalive_connections=per_pool)
         self._pools = [
             _Pool(
                 httpx.AsyncClient(
                     timeout=timeout or default_timeout(),
-                    limits=httpx.Limits(
-                        max_connections=per_pool, max_keepalive_connections=per_pool
-                    ),
+                    limits=limits,
                     # A redirect would resend the bearer token to wherever it points: refuse them.
                     follow_redirects=False,
-                    transport=transport,
+                    # asyncio streams rather than anyio's under httpcore (asyncio_transport).
+                    transport=transport or transport_for(self._base_url, limits),
                 )
             )
             for _ in range(pools)
