@@ -18,10 +18,12 @@ Failures are translated here, once, into the project's taxonomy (``raise ... fro
 This module must never log, return or put into an exception the token or the Authorization
 header, and never retry by itself: callers wrap calls in :func:`workers.retry.retry_async`.
 One :class:`ExotelClient` per process. It spreads requests over several ``httpx.AsyncClient`` s of
-at most ``pool_size`` HTTP/1.1 connections each (the API speaks HTTP/1.1 only): httpcore checks
-every connection of a pool, with socket calls, each time a request starts or ends, so the CPU a
-request costs grows with the pool (64 in flight against the double: 8.4 ms of CPU per request
-with one pool of 64 connections, 1.7 ms with 4 pools of 16, 1.05 ms with 8 pools of 8).
+at most ``pool_size`` HTTP/1.1 connections each (the spec says nothing of HTTP/2 and the double
+speaks HTTP/1.1 only): httpcore checks every connection of a pool, with socket calls, each time
+a request starts or ends, so the CPU a request costs grows with the pool (64 in flight against
+the double: 8.4 ms of CPU per request with one pool of 64 connections, 1.7 ms with 4 pools of
+16, 1.05 ms with 8 pools of 8). Connections run on asyncio streams
+(:mod:`workers.asyncio_transport`), not anyio's.
 """
 
 from __future__ import annotations
