@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -28,6 +29,7 @@ from workers.config import EnricherSettings
 from workers.enricher.counting import record_call
 from workers.enricher.expiry import ExpiryQueues
 from workers.enricher.hours import HoursBook
+from workers.enricher.outbox import delivered_here, publish
 from workers.enricher.priority import priority
 from workers.enricher.records import (
     CallEvent,
@@ -93,6 +95,9 @@ class Enricher:
     counters: Counters = field(default_factory=Counters)
     # call_sids being forwarded right now: a popup and a tick must not both release one.
     in_flight: set[str] = field(default_factory=set)
+    # Held calls a popup has forwarded, by event id, with their deliveries: the hold stays in
+    # its table until its due time, when the tick forgets it once Kafka has the forwards.
+    forwarded: dict[str, Awaitable[Any]] = field(default_factory=dict)
 
     # ---- stage one: call_sid ------------------------------------------------------------
 
@@ -105,9 +110,15 @@ class Enricher:
         popup = {"ms": call.at_ms, "p": where.partition}
         self.keep(self.tables.popups, call.call_sid, popup, self.config.popup_ttl_seconds, where)
         held = self.tables.pending.get(call.call_sid)
-        if held is not None and call.call_sid not in self.in_flight:
+        if held is None or call.call_sid in self.in_flight:
+            return
+        # Forward the held calls now; the hold itself is forgotten at its due time (on_tick),
+        # once these are on Kafka: dropping it here, before their deliveries, could lose them.
+        unsent = [(eid, f) for eid, f in held["calls"].items() if eid not in self.forwarded]
+        if unsent:
             self.counters.released_late += 1
-            await self.release(call.call_sid, held, call.at_ms)
+        for event_id, fields in unsent:
+            self.forwarded[event_id] = await self.forward(CallEvent(**fields), call.at_ms)
 
     async def on_missed(self, value: bytes | None, where: Position) -> None:
         try:
@@ -159,15 +170,25 @@ class Enricher:
         self.expiry.push(where.partition, value["due"], table.name, key)
 
     async def release(self, call_sid: str, held: dict[str, Any], popup_ms: int | None) -> None:
-        """Forward held calls, then forget them (forward first: a crash repeats, never loses).
+        """At a hold's due time: forward its calls a popup has not forwarded, then forget them.
 
-        Only the calls forwarded are forgotten: another event of the same call may have been
-        held while the forwards were awaited, and it waits for its own release.
+        Forget only once Kafka has every forward of the hold (a crash repeats, never loses):
+        the ones made here and those a popup made before. Only the calls forwarded are
+        forgotten: another event of the same call may have been held while the forwards were
+        awaited, and it waits for its own release.
         """
         self.in_flight.add(call_sid)
         try:
-            for fields in held["calls"].values():
-                await self.forward(CallEvent(**fields), popup_ms)
+            earlier = []
+            async with delivered_here():
+                for event_id, fields in held["calls"].items():
+                    delivery = self.forwarded.pop(event_id, None)
+                    if delivery is None:
+                        await self.forward(CallEvent(**fields), popup_ms)
+                    else:
+                        earlier.append(delivery)
+            for delivery in earlier:
+                await delivery
             current = self.tables.pending.get(call_sid)
             if current is not None:
                 for event_id in held["calls"]:
@@ -179,9 +200,18 @@ class Enricher:
         finally:
             self.in_flight.discard(call_sid)
 
-    async def forward(self, call: CallEvent, popup_ms: int | None) -> None:
+    async def forward(self, call: CallEvent, popup_ms: int | None) -> Awaitable[Any]:
         stage = stage_message(call, popup_ms, self.config.default_region)
-        await publish(self.outputs.by_caller, stage["key"], json_codec.dumps(stage))
+        return await publish(self.outputs.by_caller, stage["key"], json_codec.dumps(stage))
+
+    def forget_partitions(self) -> None:
+        """After a rebalance: rebuild the expiry queues from the tables, and forward again.
+
+        A hold that moved away and back may have been released by another worker meanwhile;
+        a call forwarded twice is dropped by stage two as a copy (same event id).
+        """
+        self.expiry.forget()
+        self.forwarded.clear()
 
     # ---- housekeeping: ticks -------------------------------------------------------------
 
@@ -197,7 +227,8 @@ class Enricher:
                 continue  # deleted or renewed since it was queued
             if table is self.tables.pending:
                 if due.key not in self.in_flight:
-                    self.counters.released_without_popup += 1
+                    if any(eid not in self.forwarded for eid in value["calls"]):
+                        self.counters.released_without_popup += 1
                     popup = self.tables.popups.get(due.key)
                     await self.release(due.key, value, None if popup is None else popup["ms"])
             else:
@@ -284,13 +315,3 @@ class Enricher:
         log.warning("rejected %s record at %s: %s", kind or "by-caller", where, exc.reason)
         key, event = rejected_event(value, exc.reason, exc.errors, kind=kind or None, source=SOURCE)
         await publish(self.outputs.rejected, key.encode(), event.to_bytes())
-
-
-async def publish(topic: Any, key: Any, value: bytes) -> None:
-    """Send, and wait until Kafka has the record (acks=all), so the input is acked after it.
-
-    faust's ``send`` returns once the record is queued. A record its producer then gave up on
-    would only be logged, and the input's offset committed past it anyway.
-    """
-    delivery = await topic.send(key=key, value=value)
-    await delivery

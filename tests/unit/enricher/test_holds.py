@@ -14,13 +14,14 @@ from typing import Any
 
 import pytest
 
-from topics.catalog import WEBHOOK_MISSED_CALL
+from topics.catalog import WEBHOOK_INCOMING_CALL, WEBHOOK_MISSED_CALL
 from topics.events import deterministic_id, format_time, make_event
 from workers import json_codec
 from workers.config import EnricherSettings
 from workers.enricher import agents
 from workers.enricher.agents import Enricher, Outputs, Position
 from workers.enricher.hours import parse_hours_book
+from workers.enricher.outbox import collecting
 from workers.enricher.tables import EnricherTables
 
 PARTITION = 3
@@ -82,10 +83,10 @@ def new_enricher() -> tuple[Enricher, Topic]:
     return enricher, by_caller
 
 
-def missed(call_sid: str, second: int) -> bytes:
+def webhook(kind: str, call_sid: str, second: int) -> bytes:
     at = datetime(2026, 11, 24, 10, 0, second, tzinfo=UTC)
     body = {
-        "event": "missed_call",
+        "event": kind,
         "call_sid": call_sid,
         "customer_id": "acme",
         "app_id": "app1",
@@ -96,8 +97,17 @@ def missed(call_sid: str, second: int) -> bytes:
         "source_format": "json",
         "original": {},
     }
-    event_id = deterministic_id("missed_call", call_sid, str(second))
-    return make_event(WEBHOOK_MISSED_CALL, body, source="test", event_id=event_id).to_bytes()
+    spec = WEBHOOK_MISSED_CALL if kind == "missed_call" else WEBHOOK_INCOMING_CALL
+    event_id = deterministic_id(kind, call_sid, str(second))
+    return make_event(spec, body, source="test", event_id=event_id).to_bytes()
+
+
+def missed(call_sid: str, second: int) -> bytes:
+    return webhook("missed_call", call_sid, second)
+
+
+def popup(call_sid: str, second: int) -> bytes:
+    return webhook("incoming_call", call_sid, second)
 
 
 def at(offset: int) -> Position:
@@ -155,3 +165,29 @@ async def test_a_call_held_while_its_hold_goes_out_is_not_forgotten(clock: list[
     held = [deterministic_id("missed_call", "c3r5", s) for s in ("5", "6")]
     assert sorted(sent) == sorted(held)  # both went out, once each
     assert enricher.tables.pending.get("c3r5") is None
+
+
+async def test_a_late_popup_forwards_at_once_and_the_hold_goes_only_once_that_is_on_kafka(
+    clock: list[int],
+) -> None:
+    """The popup's record is not held back by the forward's delivery (its ack is), and the
+    hold stays in its table until the tick sees the forward delivered: a crash before that
+    forwards it again, never loses it."""
+    enricher, by_caller = new_enricher()
+    await enricher.on_missed(missed("c3r7", 7), at(7))
+    by_caller.delivered.clear()  # Kafka has not acknowledged anything yet
+    with collecting() as deliveries:
+        await asyncio.wait_for(enricher.on_popup(popup("c3r7", 1), at(8)), 1)
+    assert [stage["call_sid"] for stage in by_caller.sent] == ["c3r7"]
+    assert len(deliveries) == 1  # the popup record is acked only once this is delivered
+    assert enricher.tables.pending.get("c3r7") is not None
+    clock[0] += 3_000
+    tick = asyncio.create_task(enricher.on_tick(b"", Position("ticks", PARTITION, 0)))
+    await asyncio.sleep(0.01)
+    assert not tick.done()
+    assert enricher.tables.pending.get("c3r7") is not None  # the forward is not on Kafka yet
+    by_caller.delivered.set()
+    await asyncio.wait_for(tick, 1)
+    assert enricher.tables.pending.get("c3r7") is None
+    assert [stage["call_sid"] for stage in by_caller.sent] == ["c3r7"]  # once
+    assert by_caller.sent[0]["popup_ms"] is not None  # joined with the popup

@@ -346,3 +346,18 @@ async def test_guarded_events_mark_the_agent_busy_while_it_handles_a_record() ->
         seen.append(guard.idle_since)
     assert seen == [None, None]
     assert guard.idle_since is not None  # waiting again once the stream has no more
+
+
+async def test_guarded_events_hand_on_in_order_records_as_sift_would() -> None:
+    """The in-order shortcut (no generator per record) gives what ``sift`` gives for a stream
+    with a second copy, a dropped record and a new generation."""
+    offsets = [14, 15, 15, 17, 18, 16]
+    via_stream = new_guard(FakePositions(list(range(30)), committed_offset=14))
+    got = [(e.message.offset, e.filled) async for e in guarded_events(Stream(offsets), via_stream)]
+    via_sift = new_guard(FakePositions(list(range(30)), committed_offset=14))
+    expected = await passed(via_sift, offsets)
+    assert [f"{o}{'*' if filled else ''}" for o, filled in got] == expected
+    assert expected == ["14", "15", "16*", "17", "18"]
+    assert via_stream.in_order(Event(Message(19))) is True
+    assert via_stream.in_order(Event(Message(19, generation_id=2))) is False  # new generation
+    assert via_stream.in_order(Event(Message(21))) is False  # 20 is missing: sift reads it
