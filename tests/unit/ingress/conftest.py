@@ -36,6 +36,8 @@ class Broker:
 
     reachable: bool = True
     auto_ack: bool = True
+    # Until set, send() waits before taking a record, as aiokafka's does on a full batch.
+    room: asyncio.Event | None = None
     sent: list[Sent] = field(default_factory=list)
 
     def factory(self) -> FakeProducer:
@@ -54,6 +56,8 @@ class FakeProducer:
             raise KafkaConnectionError("unreachable (fake)")
 
     async def send(self, topic: str, value: bytes, key: bytes) -> asyncio.Future[Any]:
+        if self.broker.room is not None:
+            await self.broker.room.wait()
         ack: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self.broker.sent.append(Sent(topic, key, value, ack))
         if self.broker.auto_ack:

@@ -6,6 +6,7 @@ same scenarios against a real broker are in tests/integration/ingress.
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 from aiokafka.errors import KafkaTimeoutError
@@ -38,6 +39,19 @@ async def test_late_ack_after_timeout_is_not_sent_twice(make_client, broker, tmp
         broker.sent[0].ack.set_result("ok")  # the send that timed out lands after all
         await eventually(lambda: not spooled_files(tmp_path))
     assert sids(broker.sent) == ["late"]  # the drain waited for it instead of sending again
+
+
+async def test_an_enqueue_waiting_past_the_bound_leaves_nothing_in_the_producer(
+    make_client, broker, tmp_path
+):
+    broker.room = asyncio.Event()  # the producer's batch is full: send() waits for room
+    async with make_client() as client:
+        response = await client.post(POPUP, json=hook("full"))
+        assert (await response.json())["delivery"] == "spooled"  # past the 0.2 s bound
+        assert broker.sent == []  # the bound cancelled the enqueue: nothing left to arrive
+        broker.room.set()
+        await eventually(lambda: not spooled_files(tmp_path))
+    assert sids(broker.sent) == ["full"]  # once, from the spool
 
 
 async def test_failed_send_is_sent_again_from_the_spool(make_client, broker, tmp_path):
