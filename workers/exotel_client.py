@@ -157,6 +157,7 @@ class ExotelClient:
         pools = 1 if transport is not None else math.ceil(max_connections / max(pool_size, 1))
         per_pool = math.ceil(max_connections / pools)
         limits = httpx.Limits(max_connections=per_pool, max_keepalive_connections=per_pool)
+        context = httpx.create_ssl_context() if transport is None else None
         self._pools = [
             _Pool(
                 httpx.AsyncClient(
@@ -165,7 +166,7 @@ class ExotelClient:
                     # A redirect would resend the bearer token to wherever it points: refuse them.
                     follow_redirects=False,
                     # asyncio streams rather than anyio's under httpcore (asyncio_transport).
-                    transport=transport or transport_for(self._base_url, limits),
+                    transport=transport or transport_for(self._base_url, limits, context),
                 )
             )
             for _ in range(pools)
