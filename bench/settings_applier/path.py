@@ -35,7 +35,7 @@ TARGET = 0.8  # of the bound
 
 
 async def _measure(quick: bool) -> tuple[list[Run], list[Run], Run | None]:
-    runs, apps, per_app = (1, 64, 3) if quick else (3, 200, 15)
+    runs, apps, per_app = (1, 128, 5) if quick else (3, 200, 15)
     direct: list[Run] = []
     worked: list[Run] = []
     one_pool = None
