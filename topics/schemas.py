@@ -1,20 +1,23 @@
 """JSON Schema validation of event ``data``, one compiled validator per topic, loaded once.
 
-Valid data is recognised by a check compiled from the schema (:mod:`topics.fastcheck`); only
-data it calls invalid goes through :mod:`jsonschema`, which gives every error message.
+On the hot path, valid data is recognised by jsonschema-rs (a compiled validator, well under a
+microsecond a record, where :mod:`jsonschema` takes tens). It asserts formats, so it is stricter
+than :mod:`jsonschema` here, never looser: data it calls invalid goes to :mod:`jsonschema`, which
+decides and words every error, so what is accepted and every message are :mod:`jsonschema`'s.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cache
 from importlib import resources
 from typing import Any
 
+import jsonschema_rs
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
 from topics.catalog import TopicSpec
-from topics.fastcheck import Check, compile_check
 from workers import json_codec
 
 __all__ = [
@@ -52,14 +55,9 @@ def validator_for(file_name: str) -> Draft202012Validator:
 
 
 @cache
-def quick_check_for(file_name: str) -> Check:
-    """True only for data the schema's validator finds valid (never the other way round)."""
-    check = compile_check(load_schema(file_name), Draft202012Validator.FORMAT_CHECKER)
-    return check if check is not None else _undecided
-
-
-def _undecided(_: Any) -> bool:
-    return False  # a schema the quick check cannot compile: jsonschema decides every time
+def quick_check_for(file_name: str) -> Callable[[Any], bool]:
+    """True only for data the schema's :mod:`jsonschema` validator also finds valid."""
+    return jsonschema_rs.validator_for(load_schema(file_name), validate_formats=True).is_valid
 
 
 def _describe(error: ValidationError) -> str:
