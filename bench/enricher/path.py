@@ -62,10 +62,11 @@ class Sizes:
     burst: int
     latency_s: float
     settle_s: float
+    warm_up: int
 
 
-FULL = Sizes(runs=3, burst=10_000, latency_s=20.0, settle_s=5.0)
-QUICK = Sizes(runs=1, burst=1_000, latency_s=2.0, settle_s=0.5)
+FULL = Sizes(runs=3, burst=10_000, latency_s=20.0, settle_s=5.0, warm_up=200)
+QUICK = Sizes(runs=1, burst=500, latency_s=1.0, settle_s=0.2, warm_up=50)
 
 
 def _event(spec: TopicSpec, sid: str, i: int) -> bytes:
@@ -204,8 +205,8 @@ async def _measure(sizes: Sizes) -> list[PathResult]:
                 return run, _cpu_s(worker.pid) - cpu
 
             # Warm up both paths (first metadata, connections, caches) before measuring.
-            await once(False, 200, None, 60)
-            await once(True, 200, None, 60)
+            await once(False, sizes.warm_up, None, 60)
+            await once(True, sizes.warm_up, None, 60)
             base_bursts, bursts, cpu_per_call = [], [], []
             for _ in range(sizes.runs):
                 base_bursts.append((await once(False, sizes.burst, None, 120))[0])
