@@ -23,9 +23,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import NewTopic
 
+from bench.kafka_io import reader_at_end
 from bench.processes import (
     bench_env,
     create_topics,
@@ -39,7 +40,7 @@ from topics.catalog import MISSED_CALL_ENRICHED
 from topics.events import format_time
 from workers import json_codec
 from workers.config import Settings
-from workers.kafka import admin_client, new_producer, new_reader
+from workers.kafka import admin_client, new_producer
 
 __all__ = ["measure"]
 
@@ -130,17 +131,6 @@ def _call(run: str, i: int) -> tuple[str, bytes, bytes]:
     return sid, popup, missed
 
 
-async def _reader(settings: Settings, topic: str, partitions: int) -> AIOKafkaConsumer:
-    consumer = new_reader(settings, client_id="exopipe-bench-e2e")
-    await consumer.start()
-    tps = [TopicPartition(topic, p) for p in range(partitions)]
-    consumer.assign(tps)
-    await consumer.seek_to_end(*tps)
-    for tp in tps:
-        await consumer.position(tp)
-    return consumer
-
-
 async def _collect(consumer: AIOKafkaConsumer, load: Load, done: asyncio.Event) -> None:
     while not done.is_set():
         batches = await consumer.getmany(timeout_ms=50, max_records=2000)
@@ -175,7 +165,7 @@ async def _drive_pipeline(port: int, settings: Settings, load: Load, run: str) -
     pool = Connections(port, CONNECTIONS)
     await pool.open()
     spec = settings.topic(MISSED_CALL_ENRICHED)
-    consumer = await _reader(settings, spec.name, spec.partitions)
+    consumer = await reader_at_end(settings, spec.name, spec.partitions)
 
     async def one(i: int, at: float) -> None:
         sid, popup, missed = _call(run, i)
@@ -207,7 +197,7 @@ async def _baseline_topic(settings: Settings) -> str:
 
 async def _drive_baseline(settings: Settings, topic: str, load: Load, run: str) -> None:
     """The same rate of records of the same size through that topic, raw aiokafka."""
-    consumer = await _reader(settings, topic, settings.topic(MISSED_CALL_ENRICHED).partitions)
+    consumer = await reader_at_end(settings, topic, settings.topic(MISSED_CALL_ENRICHED).partitions)
     producer = new_producer(settings, client_id="exopipe-bench-baseline")
     await producer.start()
     value = b"x" * 900  # about an enriched record's size

@@ -31,9 +31,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import NewTopic
 
+from bench.kafka_io import reader_at_end
 from bench.processes import bench_env, running, settings_of, wait_for_log
 from bench.results import PathResult, median, percentile
 from topics.catalog import (
@@ -43,8 +44,7 @@ from topics.catalog import (
     TopicSpec,
 )
 from topics.events import deterministic_id, format_time, make_event
-from workers.config import Settings
-from workers.kafka import admin_client, new_producer, new_reader
+from workers.kafka import admin_client, new_producer
 from workers.topic_admin import apply_catalog
 
 __all__ = ["measure"]
@@ -86,17 +86,6 @@ def _event(spec: TopicSpec, sid: str, i: int) -> bytes:
     }
     event_id = deterministic_id(kind, sid, kind, ts)
     return make_event(spec, data, source="bench", event_id=event_id).to_bytes()
-
-
-async def _reader(settings: Settings, topic: str, partitions: int) -> AIOKafkaConsumer:
-    consumer = new_reader(settings)
-    await consumer.start()
-    tps = [TopicPartition(topic, p) for p in range(partitions)]
-    consumer.assign(tps)
-    await consumer.seek_to_end(*tps)
-    for tp in tps:
-        await consumer.position(tp)
-    return consumer
 
 
 @dataclass
@@ -175,8 +164,8 @@ async def _measure(sizes: Sizes) -> list[PathResult]:
         wait_for_log(worker, log, "Worker ready")
         producer: AIOKafkaProducer = new_producer(settings)
         await producer.start()
-        base_reader = await _reader(settings, baseline_topic, missed.partitions)
-        enr_reader = await _reader(settings, enriched, missed.partitions)
+        base_reader = await reader_at_end(settings, baseline_topic, missed.partitions)
+        enr_reader = await reader_at_end(settings, enriched, missed.partitions)
         try:
             run_id = [uuid.uuid4().hex[:6]]
 
