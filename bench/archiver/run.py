@@ -5,7 +5,7 @@ archiver``); this prints them as the README's markdown table, then (unless ``--n
 one 1 GiB recording through a fresh worker to show that peak RSS does not grow with the size.
 
     eval "$(exopipe stack up)"
-    flock /tmp/exopipe-bench.lock python -m bench.archiver.run --runs 3
+    python -m bench.archiver.run --runs 3
 """
 
 from __future__ import annotations
