@@ -29,6 +29,7 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer
 
+from bench.processes import peak_rss_mib
 from bench.results import PathResult, median, percentile
 from tests.integration.archiver.conftest import (
     ArchiverRig,
@@ -41,7 +42,7 @@ from topics.events import parse_event
 from workers.exotel_double.content import iter_content
 from workers.exotel_double.control import DoubleControl
 
-__all__ = ["MiB", "Sample", "archiver_run", "baseline_run", "measure", "peak_rss_mib"]
+__all__ = ["MiB", "Sample", "archiver_run", "baseline_run", "measure"]
 
 MiB = 1024 * 1024
 COUNTS = (1, 8)
@@ -59,13 +60,6 @@ class Sample:
 
     def mb_per_s(self, count: int, size: int) -> float:
         return count * size / 1e6 / self.seconds
-
-
-def peak_rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmHWM")
 
 
 class _Outcomes:
