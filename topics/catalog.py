@@ -17,6 +17,9 @@ __all__ = [
     "SETTINGS_COMMAND",
     "SETTINGS_RESULT",
     "SETTINGS_STATE",
+    "STREAM_ARCHIVED",
+    "STREAM_AUDIO",
+    "STREAM_EVENT",
     "WEBHOOK_CALL_STATUS",
     "WEBHOOK_INCOMING_CALL",
     "WEBHOOK_MISSED_CALL",
@@ -33,6 +36,8 @@ _DAY_MS = 24 * 60 * 60 * 1000
 # changelogs of the same width.
 CALL_PARTITIONS = 6
 APP_PARTITIONS = 6
+# Keyed by stream_sid: each live stream stays in order on one partition.
+STREAM_PARTITIONS = 6
 
 
 @dataclass(frozen=True)
@@ -151,6 +156,28 @@ SETTINGS_STATE = _topic(
     retention_days=None,
     cleanup_policy="compact",
 )
+STREAM_AUDIO = _topic(
+    "exotel.stream.audio",
+    key="stream_sid",
+    description="Every frame of a live audio stream, in order, media with their base64 payload.",
+    partitions=STREAM_PARTITIONS,
+    # Audio is heavy (about 43 KB/s a stream) and archived to S3 when the stream ends.
+    retention_days=2,
+)
+STREAM_EVENT = _topic(
+    "exotel.stream.event",
+    key="stream_sid",
+    description="A live stream's lifecycle: start, dtmf, mark, stop, and how its connection ended.",
+    partitions=STREAM_PARTITIONS,
+    retention_days=30,
+)
+STREAM_ARCHIVED = _topic(
+    "exotel.stream.archived",
+    key="stream_sid",
+    description="A finished stream is one WAV object in object storage: bucket, key, sha256.",
+    partitions=STREAM_PARTITIONS,
+    retention_days=30,
+)
 
 CATALOG: tuple[TopicSpec, ...] = (
     WEBHOOK_INCOMING_CALL,
@@ -164,6 +191,9 @@ CATALOG: tuple[TopicSpec, ...] = (
     SETTINGS_COMMAND,
     SETTINGS_RESULT,
     SETTINGS_STATE,
+    STREAM_AUDIO,
+    STREAM_EVENT,
+    STREAM_ARCHIVED,
 )
 
 _BY_NAME = {spec.name: spec for spec in CATALOG}

@@ -17,6 +17,9 @@ CONTRACT = [
     "exotel.settings.command",
     "exotel.settings.result",
     "exotel.settings.state",
+    "exotel.stream.audio",
+    "exotel.stream.event",
+    "exotel.stream.archived",
 ]
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from topics.catalog import WEBHOOK_INCOMING_CALL
+from topics.catalog import STREAM_AUDIO, WEBHOOK_INCOMING_CALL
 from topics.schemas import (
     SchemaViolation,
     load_schema,
@@ -37,3 +37,19 @@ def test_data_the_quick_check_refuses_on_a_format_alone_is_decided_by_jsonschema
     assert not quick_check_for(name)(data)
     assert validator_for(name).is_valid(data)
     validate_data(WEBHOOK_INCOMING_CALL, data)  # no SchemaViolation
+
+
+@pytest.mark.parametrize("event", ["start", "media", "dtmf", "mark", "stop", "closed"])
+def test_a_stream_frame_must_carry_the_part_its_event_names(event) -> None:
+    frame = {
+        "stream_sid": "s1",
+        "customer_id": "c",
+        "app_id": "a",
+        "connection_id": "x",
+        "frame_index": 3,
+        "event": event,
+        "sequence_number": 3,
+        "received_at": "2024-06-15T10:30:00.120Z",
+        "continuity": {"status": "ok", "expected": 3, "missing": 0},
+    }
+    assert violations(STREAM_AUDIO, frame), f"a {event} frame without its {event!r} part passed"
