@@ -26,6 +26,7 @@ __all__ = [
     "RecordingSettings",
     "Settings",
     "StackSettings",
+    "StreamArchiverSettings",
 ]
 
 DEFAULT_EXOTEL_BASE_URL = "https://integrationscore.mum1.exotel.com/v2/integrations"
@@ -208,6 +209,35 @@ class EnricherSettings:
     business_hours: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class StreamArchiverSettings:
+    """The stream archiver (``EXOPIPE_STREAM_ARCHIVER_*``): live streams into one WAV each.
+
+    Disk use is one spill file per open stream (about 57.6 MB for an hour at 8 kHz); memory does
+    not grow with a stream's length.
+    """
+
+    # Where each open stream's audio waits until the stream ends (deleted once archived).
+    spill_dir: Path = field(default_factory=lambda: _default_stack_home() / "stream-spill")
+    # A stream with no record for this long and no `closed` (an ingress crash) is archived with
+    # end_reason "abandoned"; measured on the records' received_at, or, once the partition is
+    # read to its end, on this worker's clock.
+    quiet_seconds: float = 600.0
+    # Finished streams uploaded at once per worker; reading waits while all are busy.
+    concurrency: int = 4
+    # S3 multipart part size in bytes (5 MiB at least).
+    part_size: int = 8 * 1024 * 1024
+    # Multipart parts in memory and on the wire at once, shared by every upload of the worker.
+    parts_in_flight: int = 4
+    # First backoff delay in seconds while the object store fails (doubles, with jitter).
+    retry_base_delay: float = 1.0
+    # Longest backoff delay in seconds; the store is tried again for as long as it fails.
+    retry_max_delay: float = 30.0
+    # How long the group waits for a silent (crashed) stream archiver before its partitions,
+    # and the streams open on them, move to another worker.
+    session_timeout: float = 30.0
+
+
 # Sections of Settings and the variable prefix (after EXOPIPE_) of each.
 _SECTIONS: dict[str, str] = {
     "stack": "STACK_",
@@ -215,6 +245,7 @@ _SECTIONS: dict[str, str] = {
     "applier": "APPLIER_",
     "recording": "RECORDING_",
     "enricher": "ENRICHER_",
+    "stream_archiver": "STREAM_ARCHIVER_",
 }
 
 
@@ -254,6 +285,7 @@ class Settings:
     applier: ApplierSettings = field(default_factory=ApplierSettings)
     recording: RecordingSettings = field(default_factory=RecordingSettings)
     enricher: EnricherSettings = field(default_factory=EnricherSettings)
+    stream_archiver: StreamArchiverSettings = field(default_factory=StreamArchiverSettings)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
