@@ -10,7 +10,8 @@ from aiohttp import web
 
 from workers.exotel_double import API_PREFIX
 from workers.exotel_double.api import not_found, settings_endpoint
-from workers.exotel_double.control_api import control_errors, routes
+from workers.exotel_double.control_api import routes
+from workers.exotel_double.control_body import control_errors
 from workers.exotel_double.middleware import double_middleware
 from workers.exotel_double.recordings import recording_endpoint
 from workers.exotel_double.responses import json_response

@@ -34,6 +34,7 @@ from typing import Any
 from aiohttp import web
 
 from workers.exotel_double.content import sha256_of
+from workers.exotel_double.control_body import BadRequest, Body, read_body
 from workers.exotel_double.emitter import EXOTEL_TIMEOUT_S, Webhook, emit
 from workers.exotel_double.payloads import build_payload
 from workers.exotel_double.responses import error_response, json_response
@@ -44,58 +45,11 @@ from workers.exotel_double.schema import (
     validate_settings_body,
 )
 from workers.exotel_double.state import STATE, App, Recording
-from workers.json_codec import JSONDecodeError, loads
 
 __all__ = ["routes"]
 
 routes = web.RouteTableDef()
-_MISSING: Any = object()
 _NAME = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
-
-
-class _BadRequest(Exception):
-    pass
-
-
-class _Body:
-    """A JSON object from a control request, read field by field with type checks."""
-
-    def __init__(self, data: Any, allowed: set[str]) -> None:
-        if not isinstance(data, dict):
-            raise _BadRequest("body must be a JSON object")
-        unknown = sorted(set(data) - allowed)
-        if unknown:
-            raise _BadRequest(f"unknown key(s): {', '.join(unknown)}; allowed: {sorted(allowed)}")
-        self.data = data
-
-    def get(self, name: str, kinds: type | tuple[type, ...], default: Any = _MISSING) -> Any:
-        if name not in self.data or self.data[name] is None:
-            if default is _MISSING:
-                raise _BadRequest(f"{name} is required")
-            return default
-        value = self.data[name]
-        if isinstance(value, bool) and bool not in _as_tuple(kinds):
-            raise _BadRequest(f"{name} has the wrong type")
-        if not isinstance(value, kinds):
-            raise _BadRequest(f"{name} has the wrong type")
-        return value
-
-
-async def _body(request: web.Request, allowed: set[str]) -> _Body:
-    raw = await request.read()
-    try:
-        return _Body(loads(raw) if raw else {}, allowed)
-    except JSONDecodeError as exc:
-        raise _BadRequest(f"invalid JSON: {exc}") from None
-
-
-@web.middleware
-async def control_errors(request: web.Request, handler: Any) -> web.StreamResponse:
-    """Turn a bad control request into a JSON 400 naming the problem."""
-    try:
-        return await handler(request)
-    except _BadRequest as exc:
-        return error_response(400, str(exc))
 
 
 @routes.post("/_control/reset")
@@ -107,13 +61,13 @@ async def reset(request: web.Request) -> web.StreamResponse:
 @routes.post("/_control/apps")
 async def register_app(request: web.Request) -> web.StreamResponse:
     keys = {"customer_id", "app_id", "token", "settings", "created_at", "updated_at"}
-    body = await _body(request, keys)
+    body = await read_body(request, keys)
     try:
         settings = validate_settings_body(body.get("settings", dict, {}))
         created = _timestamp(body.get("created_at", str, None))
         updated = _timestamp(body.get("updated_at", str, None))
     except SettingsError as exc:
-        raise _BadRequest(f"settings: {exc}") from None
+        raise BadRequest(f"settings: {exc}") from None
     app = request.app[STATE].add_app(
         body.get("customer_id", str),
         body.get("app_id", str),
@@ -144,20 +98,20 @@ async def delete_app(request: web.Request) -> web.StreamResponse:
 @routes.post("/_control/faults")
 async def add_fault(request: web.Request) -> web.StreamResponse:
     keys = {"status", "count", "duration_s", "method", "path_prefix", "retry_after", "hang_s"}
-    body = await _body(request, keys)
+    body = await read_body(request, keys)
     status = body.get("status", int, None)
     count = body.get("count", int, None)
     duration_s = body.get("duration_s", (int, float), None)
     hang_s = float(body.get("hang_s", (int, float), 0.0))
     retry_after = body.get("retry_after", (int, str), None)
     if status is not None and not 100 <= status <= 599:
-        raise _BadRequest("status must be an HTTP status code")
+        raise BadRequest("status must be an HTTP status code")
     if status is None and hang_s <= 0:
-        raise _BadRequest("give a status, a hang_s, or both")
+        raise BadRequest("give a status, a hang_s, or both")
     if count is None and duration_s is None:
         count = 1
     if (count is not None and count < 1) or (duration_s is not None and duration_s <= 0):
-        raise _BadRequest("count and duration_s must be positive")
+        raise BadRequest("count and duration_s must be positive")
     method = body.get("method", str, None)
     fault = request.app[STATE].add_fault(
         status=status,
@@ -188,17 +142,17 @@ async def clear_faults(request: web.Request) -> web.StreamResponse:
 
 @routes.put("/_control/latency")
 async def set_latency(request: web.Request) -> web.StreamResponse:
-    body = await _body(request, {"ms"})
+    body = await read_body(request, {"ms"})
     ms = float(body.get("ms", (int, float)))
     if ms < 0:
-        raise _BadRequest("ms must be >= 0")
+        raise BadRequest("ms must be >= 0")
     request.app[STATE].latency_ms = ms
     return json_response({"ms": ms})
 
 
 @routes.put("/_control/clock")
 async def set_clock(request: web.Request) -> web.StreamResponse:
-    body = await _body(request, {"now"})
+    body = await read_body(request, {"now"})
     state = request.app[STATE]
     state.frozen_now = _timestamp(body.get("now", str, None))
     return json_response({"frozen": state.frozen_now is not None, "now": state.now().isoformat()})
@@ -237,13 +191,13 @@ async def register_recording(request: web.Request) -> web.StreamResponse:
         "redirect_to",
         "content_length",
     }
-    body = await _body(request, keys)
+    body = await read_body(request, keys)
     name = body.get("name", str)
     if not _NAME.match(name):
-        raise _BadRequest("name may hold letters, digits, '.', '_' and '-' only")
+        raise BadRequest("name may hold letters, digits, '.', '_' and '-' only")
     size = body.get("size", int)
     if size < 0:
-        raise _BadRequest("size must be >= 0")
+        raise BadRequest("size must be >= 0")
     seed = str(body.get("seed", (str, int), name))
     recording = Recording(
         name=name,
@@ -255,12 +209,12 @@ async def register_recording(request: web.Request) -> web.StreamResponse:
     )
     auth = body.get("basic_auth", dict, None)
     if auth is not None:
-        auth_body = _Body(auth, {"username", "password"})
+        auth_body = Body(auth, {"username", "password"})
         recording.username = auth_body.get("username", str)
         recording.password = auth_body.get("password", str, "")
     fail = body.get("fail_next", dict, None)
     if fail is not None:
-        fail_body = _Body(fail, {"count", "status"})
+        fail_body = Body(fail, {"count", "status"})
         recording.fail_remaining = fail_body.get("count", int)
         recording.fail_status = fail_body.get("status", int, 503)
     length = body.get("content_length", (str, int), "exact")
@@ -269,7 +223,7 @@ async def register_recording(request: web.Request) -> web.StreamResponse:
     elif length in {"exact", "omit"}:
         recording.length_mode = length
     else:
-        raise _BadRequest("content_length must be 'exact', 'omit' or a number to declare")
+        raise BadRequest("content_length must be 'exact', 'omit' or a number to declare")
     request.app[STATE].recordings[name] = recording
     return json_response(recording.describe(), status=201)
 
@@ -284,18 +238,18 @@ async def read_recording(request: web.Request) -> web.StreamResponse:
 
 @routes.post("/_control/emit")
 async def emit_webhooks(request: web.Request) -> web.StreamResponse:
-    body = await _body(request, {"url", "events", "timeout_s", "headers"})
+    body = await read_body(request, {"url", "events", "timeout_s", "headers"})
     hooks = []
     for item in body.get("events", list):
-        event = _Body(item, {"kind", "fields", "encoding"})
+        event = Body(item, {"kind", "fields", "encoding"})
         kind = event.get("kind", str)
         try:
             payload = build_payload(kind, event.get("fields", dict, {}))
         except ValueError as exc:
-            raise _BadRequest(str(exc)) from None
+            raise BadRequest(str(exc)) from None
         encoding = event.get("encoding", str, "json")
         if encoding not in {"json", "form"}:
-            raise _BadRequest("encoding must be 'json' or 'form'")
+            raise BadRequest("encoding must be 'json' or 'form'")
         hooks.append(Webhook(payload, encoding, kind))
     results = await emit(
         body.get("url", str),
@@ -317,11 +271,7 @@ def _timestamp(text: str | None) -> datetime | None:
     try:
         return parse_timestamp(text)
     except ValueError:
-        raise _BadRequest(f"not an ISO 8601 timestamp: {text!r}") from None
-
-
-def _as_tuple(kinds: type | tuple[type, ...]) -> tuple[type, ...]:
-    return kinds if isinstance(kinds, tuple) else (kinds,)
+        raise BadRequest(f"not an ISO 8601 timestamp: {text!r}") from None
 
 
 def _monotonic() -> float:
