@@ -1,4 +1,4 @@
-"""The web app factory: spec API, recordings, control API and health check on one aiohttp app.
+"""The web app factory: spec API, recordings, control API (streams too) and health check.
 
 One app per double, each with its own :class:`DoubleState`, so tests can run several side by
 side and a fresh app is a clean slate.
@@ -16,6 +16,7 @@ from workers.exotel_double.middleware import double_middleware
 from workers.exotel_double.recordings import recording_endpoint
 from workers.exotel_double.responses import json_response
 from workers.exotel_double.state import STATE, DoubleState
+from workers.exotel_double.stream_control import cancel_streams_on_cleanup, stream_routes
 
 __all__ = ["create_app"]
 
@@ -35,4 +36,6 @@ def create_app(state: DoubleState | None = None) -> web.Application:
     app.router.add_route("*", API_PREFIX + "/{tail:.*}", not_found)
     app.router.add_route("*", "/recordings/{name}", recording_endpoint)
     app.router.add_routes(routes)
+    app.router.add_routes(stream_routes)
+    app.on_cleanup.append(cancel_streams_on_cleanup)
     return app

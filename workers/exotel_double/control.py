@@ -176,6 +176,25 @@ class _ControlCalls:
     def recording(self, name: str) -> Any:
         return self._call("GET", f"/_control/recordings/{name}")
 
+    def start_stream(self, customer_id: str, app_id: str, **options: Any) -> Any:
+        """Start a streamed call to the app's ``streaming_url`` (streaming must be on for it).
+
+        ``options`` are the body keys of ``POST /_control/apps/{c}/{a}/streams``
+        (``duration_s``, ``speed``, ``dtmf``, ...; ``from_`` for ``from``). Returns at once with
+        the stream's description (``stream_sid``, ``audio``); :meth:`stream` follows it.
+        """
+        body = {("from" if k == "from_" else k): v for k, v in options.items() if v is not None}
+        return self._call("POST", f"/_control/apps/{customer_id}/{app_id}/streams", body=body)
+
+    def stream(self, stream_sid: str, *, wait_s: float | None = None) -> Any:
+        """A stream's result so far; with ``wait_s``, once it ended or ``wait_s`` passed
+        (keep ``wait_s`` under the client's timeout)."""
+        params = {"wait_s": str(wait_s)} if wait_s is not None else None
+        return self._call("GET", f"/_control/streams/{stream_sid}", params=params)
+
+    def streams(self) -> Any:
+        return self._call("GET", "/_control/streams", pick="streams")
+
     def emit(
         self,
         url: str,

@@ -1,4 +1,4 @@
-"""Everything the double remembers: apps, injected faults, latency, the request log, recordings.
+"""Everything the double remembers: apps, faults, latency, the request log, recordings, streams.
 
 Held in memory in one object per web app so that every test gets a clean double by building a new
 app (or calling ``/_control/reset``); nothing is global and nothing touches disk.
@@ -15,6 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from workers.exotel_double.schema import default_settings
+from workers.exotel_double.streaming import StreamRun
 
 __all__ = ["STATE", "App", "DoubleState", "Fault", "Recording"]
 
@@ -119,6 +120,7 @@ class DoubleState:
     latency_ms: float = 0.0
     requests: list[dict[str, Any]] = field(default_factory=list)
     recordings: dict[str, Recording] = field(default_factory=dict)
+    streams: dict[str, StreamRun] = field(default_factory=dict)
     frozen_now: datetime | None = None
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
@@ -132,7 +134,14 @@ class DoubleState:
         self.latency_ms = 0.0
         self.requests.clear()
         self.recordings.clear()
+        self.cancel_streams()
+        self.streams.clear()
         self.frozen_now = None
+
+    def cancel_streams(self) -> None:
+        """Stop every stream still sending (a reset, or the double shutting down)."""
+        for run in self.streams.values():
+            run.cancel()
 
     def add_app(
         self,
