@@ -2,9 +2,10 @@
 it is not one.
 
 Validation happens here, before any API call, and collects *all* problems (unknown fields, wrong
-types, URLs that are not absolute http(s) — wss is also allowed for ``streaming_url`` — an empty
-``settings``), so one ``invalid`` result tells the sender everything to fix. Bytes that are not
-even JSON are kept (capped) in the result so the sender can recognise what they sent.
+types, URLs that are not absolute http(s) — ws and wss are also allowed for ``streaming_url``, as
+Exotel streams to either — an empty ``settings``), so one ``invalid`` result tells the sender
+everything to fix. Bytes that are not even JSON are kept (capped) in the result so the sender can
+recognise what they sent.
 
 A URL may carry a credential (``?token=``, ``user:password@``: the ingress's own URLs do).
 Records only ever show it redacted (:mod:`workers.url_credentials`), so a URL that holds the
@@ -44,7 +45,7 @@ __all__ = [
 BOOL_FIELDS = frozenset({"recording_enabled", "streaming_enabled"})
 URL_FIELDS = frozenset(SETTINGS_FIELDS) - BOOL_FIELDS
 _SCHEMES = {"http", "https"}
-_STREAM_SCHEMES = {"http", "https", "wss"}
+_STREAM_SCHEMES = {"http", "https", "ws", "wss"}
 _MAX_URL = 2048
 
 

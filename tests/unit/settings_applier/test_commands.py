@@ -78,7 +78,8 @@ def test_missing_fields_and_a_slash_in_an_id() -> None:
         ("popup_url", "http://h.example.com:8080/p", True),
         ("popup_url", "wss://h.example.com/p", False),
         ("streaming_url", "wss://h.example.com/s", True),
-        ("streaming_url", "ws://h.example.com/s", False),
+        ("streaming_url", "ws://h.example.com/s", True),  # Exotel streams to ws:// too
+        ("streaming_url", "ftp://h.example.com/s", False),
         ("callback_url", "https:///nohost", False),
         ("callback_url", "h.example.com/p", False),
         # Credentials are allowed (the ingress takes its secret so); records show them redacted.
