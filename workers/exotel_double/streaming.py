@@ -391,16 +391,23 @@ async def _send_stream(ws: AsyncWebSocketSession, call: StreamCall, result: Stre
             await asyncio.wait({receiver}, timeout=_CLOSE_WAIT_S)
             result.state = "completed"
             return
-        result.closed_by = "server"
-        result.state = "closed_by_receiver"
+        _ended_early(result)
     except (WebSocketNetworkError, LocalProtocolError) as exc:
         await asyncio.wait({receiver}, timeout=0.5)
-        result.closed_by = result.closed_by or ("server" if result.close_code else None)
-        result.state = "closed_by_receiver" if result.close_code else "failed"
+        _ended_early(result)
         result.error = f"sending frame {result.frames_sent + 1} failed: {type(exc).__name__}"
     finally:
         receiver.cancel()
         await asyncio.gather(receiver, return_exceptions=True)
+
+
+def _ended_early(result: StreamResult) -> None:
+    """The stream stopped before stop was sent: the receiver closed it, or the connection went."""
+    if result.close_code is not None:
+        result.state, result.closed_by = "closed_by_receiver", "server"
+    else:
+        result.state = "failed"
+        result.error = result.error or "the connection was lost"
 
 
 async def _receive(ws: AsyncWebSocketSession, result: StreamResult) -> None:

@@ -36,6 +36,7 @@ class Receiver:
     refuse: list[int] = field(default_factory=list)  # statuses for the next handshakes
     close_after: int | None = None
     close_code: int = 1000
+    drop_after: int | None = None  # frames, then the TCP connection is cut (no close frame)
     reply: bool = False
     client_close_code: int | None = None
     connections_ended: int = 0
@@ -70,6 +71,10 @@ class Receiver:
                 self.changed.set()
                 if self.reply:
                     await ws.send_str('{"event": "mark", "mark": {"name": "ack"}}')
+                if self.drop_after is not None and len(self.frames) >= self.drop_after:
+                    assert request.transport is not None
+                    request.transport.abort()
+                    break
                 if self.close_after is not None and len(self.frames) >= self.close_after:
                     await ws.close(code=self.close_code, message=b"enough")
                     break

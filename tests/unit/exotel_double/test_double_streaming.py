@@ -162,6 +162,16 @@ async def test_a_receiver_closing_early_ends_the_stream_without_raising() -> Non
     assert len(receiver.frames) == 4
 
 
+async def test_a_cut_connection_fails_the_stream_without_raising() -> None:
+    async with running_receiver() as receiver:
+        receiver.drop_after = 3
+        result = await stream_call(_call(receiver.base_url + PATH, duration_s=3.0, speed=20))
+    assert result.state == "failed", result
+    assert result.close_code is None and result.closed_by is None
+    assert result.error
+    assert 3 <= result.frames_sent < 18
+
+
 async def test_what_the_receiver_sends_back_is_counted() -> None:
     async with running_receiver() as receiver:
         receiver.reply = True
