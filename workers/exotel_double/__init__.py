@@ -1,4 +1,5 @@
-"""A stand-in for Exotel's App Settings API, recording store and webhook sender.
+"""A stand-in for Exotel's App Settings API, recording store, webhook sender and live audio
+streams (:mod:`workers.exotel_double.streaming`).
 
 Exotel itself is unreachable from dev machines and CI, so everything that talks to it (the settings
 worker, the recording archiver, the webhook ingress) is exercised against this double instead. It
