@@ -49,10 +49,11 @@ DISABLED_APP = "app_recording_off"
 
 @dataclass
 class WorkerProcess:
-    """One ``exopipe worker archiver`` child process with its log file."""
+    """One ``exopipe worker <name>`` child process (the archiver by default) with its log file."""
 
     env: PipelineEnv
     log_path: Path
+    name: str = "archiver"
     proc: subprocess.Popen[bytes] | None = None
     starts: int = 0
     _logs: list[Path] = field(default_factory=list)
@@ -63,7 +64,7 @@ class WorkerProcess:
         self._logs.append(path)
         with path.open("wb") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "workers.cli", "worker", "archiver"],
+                [sys.executable, "-m", "workers.cli", "worker", self.name],
                 env=self.env.process_env(),
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -149,19 +150,24 @@ class ArchiverRig:
 
     def drop_bucket(self) -> None:
         """Delete what the test stored: the shared servers' disks and files are not ours to fill."""
-        settings = self.env.settings
-        delete_topics_with_prefixes(settings.kafka_bootstrap, [settings.topic_prefix])
-        for upload in self.incomplete_uploads():
-            self.s3.abort_multipart_upload(
-                Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
-            )
-        for key in self.keys(""):
-            self.s3.delete_object(Bucket=self.bucket, Key=key)
-        self.s3.delete_bucket(Bucket=self.bucket)
-        self.s3.close()
+        drop_test_data(self.env.settings, self.s3)
 
     def incomplete_uploads(self) -> list[dict[str, Any]]:
         return list(self.s3.list_multipart_uploads(Bucket=self.bucket).get("Uploads", []))
+
+
+def drop_test_data(settings: Settings, s3: Any) -> None:
+    """Delete a test's topics (by its prefix) and its bucket with every object and upload in it,
+    then close the S3 client."""
+    delete_topics_with_prefixes(settings.kafka_bootstrap, [settings.topic_prefix])
+    bucket = settings.s3_bucket
+    for upload in s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []):
+        s3.abort_multipart_upload(Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        for obj in page.get("Contents", []):
+            s3.delete_object(Bucket=bucket, Key=obj["Key"])
+    s3.delete_bucket(Bucket=bucket)
+    s3.close()
 
 
 def ready_event_obj(call_sid: str, url: str, *, app_id: str = "app1") -> Any:
