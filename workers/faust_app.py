@@ -1,6 +1,6 @@
 """The one place faust apps are configured, and ``exopipe worker NAME`` that runs one.
 
-Each worker package (``settings``, ``archiver``, ``enricher``) exposes
+Each worker package (``settings``, ``archiver``, ``enricher``, ``stream-archiver``) exposes
 ``create_app(settings, replication) -> faust.App`` built with :func:`new_app`; its agents read
 catalog topics through :func:`catalog_topic`. Every worker is its own faust app (its own consumer
 group and table changelogs), so each can be deployed and scaled on its own.
@@ -40,6 +40,7 @@ WORKERS: dict[str, str] = {
     "archiver": "workers.archiver.app",
     "enricher": "workers.enricher.app",
     "settings": "workers.settings_applier.app",
+    "stream-archiver": "workers.stream_archiver.app",
 }
 
 

@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[3]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
 ONE_SHOT = {"minio-init", "topics-init", "demo"}
-PIPELINE = {"ingress", "settings-worker", "enricher", "archiver"}
+PIPELINE = {"ingress", "settings-worker", "enricher", "archiver", "stream-archiver"}
 
 
 def _env(name: str) -> dict[str, str]:

@@ -107,7 +107,7 @@ def test_ingress_port_probes_spool_and_autoscaler_match_the_code() -> None:
     }
 
 
-def test_secrets_file_and_archiver_temp_dir_are_mounted_where_settings_say() -> None:
+def test_secrets_file_and_archivers_disk_are_mounted_where_settings_say() -> None:
     settings = Settings.from_env(_config())
     secret = _kind("Secret")["exopipe-secrets"]
     SecretStore.from_mapping(yaml.safe_load(secret["stringData"]["secrets.json"]))
@@ -120,6 +120,9 @@ def test_secrets_file_and_archiver_temp_dir_are_mounted_where_settings_say() -> 
     (archiver,) = _pods()["exopipe-archiver"]["containers"]
     mounts = {m["mountPath"] for m in archiver["volumeMounts"]}
     assert str(settings.recording.temp_dir) in mounts
+    (streams,) = _pods()["exopipe-stream-archiver"]["containers"]
+    mounts = {m["mountPath"] for m in streams["volumeMounts"]}
+    assert str(settings.stream_archiver.spill_dir) in mounts
 
 
 def test_kafka_topics_are_exactly_the_generated_export_of_the_catalog() -> None:
