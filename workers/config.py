@@ -257,7 +257,7 @@ class Settings:
     kafka_bootstrap: str = "127.0.0.1:9092"
     # S3-compatible endpoint; empty means AWS S3 itself.
     s3_endpoint_url: str | None = None
-    # Bucket the archiver writes recordings to.
+    # Bucket the archivers write recordings and stream WAVs to.
     s3_bucket: str = "exotel-recordings"
     # Base URL of Exotel's App Settings API (the double's on the local stack).
     exotel_base_url: str = DEFAULT_EXOTEL_BASE_URL
