@@ -66,6 +66,8 @@ class Archivist:
         release(message)
         self.app.sensors.on_message_out(tp, offset, message)
         state = self._partition(tp, message.generation_id)
+        if state is None:
+            return  # fetched before the last rebalance: the new assignment reads it again
         try:
             frame = read_frame(event.value)
         except BadFrame as exc:
@@ -77,8 +79,10 @@ class Archivist:
         self._ack(state, state.ledger.ackable())
         OPEN_STREAMS.set(sum(p.ledger.held for p in self.partitions.values()))
 
-    def _partition(self, tp: Any, generation: int) -> PartitionStreams:
+    def _partition(self, tp: Any, generation: int) -> PartitionStreams | None:
         state = self.partitions.get(tp)
+        if state is not None and generation < state.generation:
+            return None
         if state is None or state.generation != generation:
             # A new assignment: faust reads again from the committed offset, which is at or
             # before the first record of every stream that was open here: rebuild them.
@@ -216,7 +220,14 @@ def register_stream_agent(
     async def archive_streams(stream: faust.Stream) -> None:
         manual = stream.noack()
         async with make_guard() as guard, make_archivist() as archivist:
-            async for event in guarded_events(manual, guard):
-                await archivist.handle(event)
+            try:
+                async for event in guarded_events(manual, guard):
+                    await archivist.handle(event)
+            except Exception as exc:
+                # Never let faust restart the agent alone: the new one would read on from
+                # here, past the first records of the streams this one had open.
+                log.exception("the stream archiver's agent failed; stopping unacked")
+                await app.crash(exc)
+                raise
 
     return archive_streams

@@ -187,3 +187,13 @@ async def test_a_partition_no_longer_assigned_is_forgotten(rig: Rig) -> None:
     assert await rig.archivist.check_quiet(0.0) == 0
     assert rig.archivist.partitions == {}
     assert [p.name for p in rig.archivist.spill.path.iterdir()] == [".lock"]
+
+
+async def test_a_record_fetched_before_the_last_rebalance_is_left_alone(rig: Rig) -> None:
+    s, records = _stream("S1")
+    await rig.feed(records[0], generation=2)
+    rig.app.consumer_generation_id = 2
+    state = rig.archivist.partitions[TP0]
+    await rig.feed(*records[1:], generation=1)  # still in faust's buffer from before
+    assert rig.archivist.partitions[TP0] is state
+    assert state.ledger.pending() == 1 and state.open_streams == 1
