@@ -91,6 +91,15 @@ class IngressSettings:
     local_timezone: str = "Asia/Kolkata"
     # SIGTERM: how long in-flight requests and unacknowledged sends get before the process exits.
     shutdown_timeout_s: float = 10.0
+    # Live audio: largest WebSocket frame (close 1009 beyond it). Exotel's largest chunk, 100 KB
+    # of audio, is a frame of about 137 KB once base64-encoded.
+    stream_max_frame_bytes: int = 256 * 1024
+    # Live audio: seconds without a frame before the ingress closes the stream (code 4408).
+    stream_idle_timeout_s: float = 30.0
+    # Live audio: longest stream in seconds (code 1008 past it); Exotel's last up to 60 min.
+    stream_max_session_s: float = 3900.0
+    # Live audio: concurrent streams per customer; one more is answered 429 before the upgrade.
+    stream_max_per_tenant: int = 100
 
 
 @dataclass(frozen=True)

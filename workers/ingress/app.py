@@ -1,8 +1,9 @@
 """The aiohttp application of the ingress: routes, ops endpoints, start-up and shutdown.
 
 Clients (the producer, the spool) are created once here and closed at cleanup, which aiohttp runs
-after in-flight requests finished. The access log never shows query strings: they carry secrets;
-nor does the error aiohttp logs for a request its parser refuses (it quotes the request's text).
+after in-flight requests finished; live streams are closed (1001) at shutdown, before that. The
+access log never shows query strings: they carry secrets; nor does the error aiohttp logs for a
+request its parser refuses (it quotes the request's text).
 """
 
 from __future__ import annotations
@@ -25,13 +26,22 @@ from workers.ingress.limits import RateLimiter
 from workers.ingress.metrics import IngressMetrics
 from workers.ingress.sink import ProducerFactory, Sink
 from workers.ingress.spool import Spool
+from workers.ingress.stream import STREAM_ROUTE, StreamRegistry, handle_stream
 from workers.ingress.webhook import Ingress, handle_webhook
 from workers.kafka import new_producer
 from workers.secret_store import SecretStore
 
-__all__ = ["INGRESS", "OPENAPI_PATH", "ParserErrorRedactor", "PathOnlyAccessLogger", "build_app"]
+__all__ = [
+    "INGRESS",
+    "OPENAPI_PATH",
+    "STREAMS",
+    "ParserErrorRedactor",
+    "PathOnlyAccessLogger",
+    "build_app",
+]
 
 INGRESS = web.AppKey("ingress", Ingress)
+STREAMS = web.AppKey("streams", StreamRegistry)
 OPENAPI_PATH = Path(__file__).with_name("openapi.json")
 WEBHOOK_ROUTE = "/v1/{customer_id}/{app_id}/{kind}"
 
@@ -115,11 +125,16 @@ def build_app(
         allowlist=SenderAllowlist(cfg.allowed_cidrs),
         zone=_zone(cfg.local_timezone),
     )
+    streams = StreamRegistry(cfg.stream_max_per_tenant, metrics)
     app = web.Application()
     app[INGRESS] = ingress
+    app[STREAMS] = streams
 
     async def webhook(request: web.Request) -> web.Response:
         return await handle_webhook(request, ingress)
+
+    async def stream(request: web.Request) -> web.StreamResponse:
+        return await handle_stream(request, ingress, streams)
 
     async def healthz(request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"}, dumps=_dumps)
@@ -138,6 +153,8 @@ def build_app(
     async def openapi(request: web.Request) -> web.Response:
         return web.Response(body=OPENAPI_PATH.read_bytes(), content_type="application/json")
 
+    # Before the webhook route, which would take "stream" for a kind.
+    app.router.add_get(STREAM_ROUTE, stream)
     app.router.add_post(WEBHOOK_ROUTE, webhook)
     app.router.add_get(WEBHOOK_ROUTE, webhook)
     app.router.add_get("/healthz", healthz)
@@ -149,9 +166,17 @@ def build_app(
         await sink.start()
 
     async def close_sink(_: web.Application) -> None:
+        # Streams first: their closed records go through the sink.
+        await streams.wait_ended(cfg.shutdown_timeout_s)
         await sink.close(cfg.shutdown_timeout_s)
 
+    async def close_streams(_: web.Application) -> None:
+        # Before aiohttp waits for handlers: each stream writes its closed record, then the sink
+        # closes (cleanup runs after every handler has returned).
+        await streams.shutdown()
+
     app.on_startup.append(start_sink)
+    app.on_shutdown.append(close_streams)
     app.on_cleanup.append(close_sink)
     return app
 

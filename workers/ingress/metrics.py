@@ -1,7 +1,8 @@
 """Prometheus metrics of the ingress, in a registry of its own (one per app: tests build many).
 
-Labels are bounded: ``kind`` is one of the four kinds or ``unknown``; no tenant, call or secret
-ever becomes a label value.
+Labels are bounded: ``kind`` is one of the four kinds, ``stream`` or ``unknown``; a stream's
+``event``, ``reason`` and ``status`` come from fixed sets; no tenant, call, stream or secret ever
+becomes a label value.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 __all__ = ["IngressMetrics"]
 
-_KNOWN_KINDS = frozenset({"popup", "missed-call", "callback", "recording"})
+_KNOWN_KINDS = frozenset({"popup", "missed-call", "callback", "recording", "stream"})
 
 
 class IngressMetrics:
@@ -51,9 +52,56 @@ class IngressMetrics:
             "exopipe_ingress_spool_bytes", "Bytes in the spool now.", registry=r
         )
 
+        self.streams_open = Gauge(
+            "exopipe_ingress_streams_open", "Live audio streams connected now.", registry=r
+        )
+        self.stream_frames = Counter(
+            "exopipe_ingress_stream_frames",
+            "Stream records delivered (to Kafka or the spool), by event (closed included).",
+            ["event"],
+            registry=r,
+        )
+        self.stream_rejected = Counter(
+            "exopipe_ingress_stream_rejected",
+            "Stream frames refused (each has a record on exotel.webhook.rejected), by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.stream_continuity = Counter(
+            "exopipe_ingress_stream_continuity",
+            "Forwarded frames whose sequence_number was not the next one, by status.",
+            ["status"],
+            registry=r,
+        )
+        self.stream_missing = Counter(
+            "exopipe_ingress_stream_missing",
+            "Sequence numbers skipped by gaps in streams.",
+            registry=r,
+        )
+        self.stream_lost = Counter(
+            "exopipe_ingress_stream_lost",
+            "Stream frames read that reached neither Kafka nor the spool (spool full), and closed "
+            "records that could not be kept (record=closed).",
+            ["record"],
+            registry=r,
+        )
+        self.streams_closed = Counter(
+            "exopipe_ingress_streams_closed",
+            "Streams ended, by the reason in their closed record.",
+            ["reason"],
+            registry=r,
+        )
+        self.stream_frame_seconds = Histogram(
+            "exopipe_ingress_stream_frame_seconds",
+            "From reading a stream frame to its records delivered (Kafka ack or spool fsync).",
+            buckets=(0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+            registry=r,
+        )
+
         # Label children looked up once: ``labels()`` takes a lock and builds a key per call.
         self._answered: dict[tuple[str, int], Any] = {}
         self._produced: dict[str, Any] = {}
+        self._streamed: dict[str, Any] = {}
 
     def answered(self, kind: str, status: int) -> None:
         """Count one answer of ``status`` to a webhook of ``kind`` (any string from the URL)."""
@@ -69,6 +117,15 @@ class IngressMetrics:
         if child is None:
             child = self._produced[outcome] = self.produce_seconds.labels(outcome)
         child.observe(seconds)
+
+    def streamed(self, event: str, seconds: float | None = None) -> None:
+        """Count one stream record delivered; ``seconds`` from its frame's read, when a frame."""
+        child = self._streamed.get(event)
+        if child is None:
+            child = self._streamed[event] = self.stream_frames.labels(event)
+        child.inc()
+        if seconds is not None:
+            self.stream_frame_seconds.observe(seconds)
 
     @staticmethod
     def kind_label(kind: str) -> str:

@@ -35,7 +35,7 @@ def rejected_data(
     *,
     reason: str,
     errors: list[str],
-    status: int,
+    status: int | None,
     kind: str | None,
     customer_id: str | None,
     app_id: str | None,

@@ -18,7 +18,7 @@ from typing import Any
 from aiohttp import web
 
 from topics.catalog import WEBHOOK_REJECTED, TopicSpec
-from topics.events import make_event
+from topics.events import CloudEvent, make_event
 from topics.schemas import SchemaViolation
 from workers import json_codec
 from workers.config import Settings
@@ -31,7 +31,7 @@ from workers.ingress.reject import rejected_data, rejected_id
 from workers.ingress.sink import Sink, SpoolFull
 from workers.secret_store import SecretStore
 
-__all__ = ["Ingress", "handle_webhook"]
+__all__ = ["Ingress", "Refusal", "admit", "handle_webhook", "json_answer"]
 
 log = logging.getLogger(__name__)
 _REQUIRED = re.compile(r"'([^']+)' is a required property")
@@ -59,10 +59,33 @@ class Ingress:
         return named
 
 
-def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> web.Response:
+def json_answer(
+    status: int, body: dict[str, Any], headers: dict[str, str] | None = None
+) -> web.Response:
     return web.Response(
         status=status, body=json_codec.dumps(body), content_type="application/json", headers=headers
     )
+
+
+def admit(
+    request: web.Request, ing: Ingress, kind: str, customer_id: str, app_id: str
+) -> web.Response | None:
+    """The sender allowlist (403) and the tenant's secret (401): the refusal, or None to go on.
+
+    Shared by webhooks and streams; neither refusal leaves a record (a stranger must not be able
+    to fill a topic), only a counter.
+    """
+    if not ing.allowlist.allows(request.remote):
+        ing.metrics.rejected.labels("forbidden_sender").inc()
+        ing.metrics.answered(kind, 403)
+        return json_answer(403, {"error": "forbidden_sender"})
+    offered = candidate_secrets(request.query, request.headers.get("Authorization"))
+    if not authenticate(ing.secrets, customer_id, app_id, offered):
+        ing.metrics.rejected.labels("unauthorized").inc()
+        ing.metrics.answered(kind, 401)
+        headers = {"WWW-Authenticate": 'Basic realm="exopipe"'}
+        return json_answer(401, {"error": "unauthorized"}, headers)
+    return None
 
 
 async def handle_webhook(request: web.Request, ing: Ingress) -> web.Response:
@@ -74,23 +97,17 @@ async def handle_webhook(request: web.Request, ing: Ingress) -> web.Response:
     def count(status: int) -> None:
         ing.metrics.answered(kind, status)
 
-    if not ing.allowlist.allows(request.remote):
-        ing.metrics.rejected.labels("forbidden_sender").inc()
-        count(403)
-        return _json(403, {"error": "forbidden_sender"})
-    offered = candidate_secrets(request.query, request.headers.get("Authorization"))
-    if not authenticate(ing.secrets, customer_id, app_id, offered):
-        ing.metrics.rejected.labels("unauthorized").inc()
-        count(401)
-        return _json(401, {"error": "unauthorized"}, {"WWW-Authenticate": 'Basic realm="exopipe"'})
+    refused = admit(request, ing, kind, customer_id, app_id)
+    if refused is not None:
+        return refused
     wait = ing.limiter.acquire(customer_id)
     if wait is not None:
         ing.metrics.rejected.labels("rate_limited").inc()
         count(429)
         retry_after = RateLimiter.retry_after_header(wait)
-        return _json(429, {"error": "rate_limited"}, {"Retry-After": retry_after})
+        return json_answer(429, {"error": "rate_limited"}, {"Retry-After": retry_after})
 
-    refuse = _Refusal(request, ing, kind, customer_id, app_id, received_at)
+    refuse = Refusal(request, ing, kind, customer_id, app_id, received_at)
     if kind not in KINDS:
         return await refuse(
             404, "unknown_kind", "kind", [f"kind: {kind!r} is not one of {sorted(KINDS)}"]
@@ -140,9 +157,9 @@ async def handle_webhook(request: web.Request, ing: Ingress) -> web.Response:
     except SpoolFull:
         ing.metrics.rejected.labels("spool_full").inc()
         count(503)
-        return _json(503, {"error": "spool_full"}, {"Retry-After": "30"})
+        return json_answer(503, {"error": "spool_full"}, {"Retry-After": "30"})
     count(200)
-    return _json(200, {"status": "accepted", "id": event.id, "delivery": outcome})
+    return json_answer(200, {"status": "accepted", "id": event.id, "delivery": outcome})
 
 
 def _readable(error: str) -> str:
@@ -162,8 +179,12 @@ def _field_of(error: str) -> str:
     return path.split("/")[0] if path != "(root)" else "body"
 
 
-class _Refusal:
-    """Answers a refusal and records it on ``exotel.webhook.rejected`` (durably, via the sink)."""
+class Refusal:
+    """Answers a refusal and records it on ``exotel.webhook.rejected`` (durably, via the sink).
+
+    :meth:`build` and :meth:`keep` alone record a refused input that gets no HTTP answer of its
+    own (a stream's frame); :meth:`keep` raises :class:`SpoolFull` when the record cannot be kept.
+    """
 
     def __init__(
         self,
@@ -183,6 +204,59 @@ class _Refusal:
         self.body = b""
         self.call_sid: str | None = None
 
+    def build(
+        self,
+        status: int | None,
+        reason: str,
+        errors: list[str],
+        *,
+        body: bytes,
+        size: int,
+        received_at: datetime | None = None,
+        event_id: str | None = None,
+    ) -> CloudEvent:
+        """The rejected record, scrubbed of secrets (default id: one per distinct request)."""
+        ing, request = self.ing, self.request
+        received_at = received_at or self.received_at
+        secrets = [s.reveal() for s in ing.secrets.tenant_secrets(self.customer_id, self.app_id)]
+        data = rejected_data(
+            reason=reason,
+            errors=errors,
+            status=status,
+            kind=self.kind,
+            customer_id=self.customer_id,
+            app_id=self.app_id,
+            call_sid=self.call_sid,
+            received_at=received_at,
+            remote_addr=request.remote,
+            method=request.method,
+            path=request.path,
+            query_string=request.query_string,
+            headers={str(name): value for name, value in request.headers.items()},
+            body=body,
+            body_size=size,
+            body_cap=ing.settings.ingress.rejected_body_bytes,
+            secrets=secrets,
+        )
+        if event_id is None:
+            event_id = rejected_id(
+                self.customer_id, self.app_id, self.kind, body + data["url"].encode()
+            )
+        return make_event(
+            ing.topic(WEBHOOK_REJECTED),
+            data,
+            source=f"/ingress/{self.customer_id}/{self.app_id}/{self.kind}",
+            event_id=event_id,
+            time=received_at,
+            customer_id=self.customer_id,
+            app_id=self.app_id,
+        )
+
+    async def keep(self, event: CloudEvent) -> None:
+        """Deliver a record from :meth:`build`; raises :class:`SpoolFull`."""
+        key = self.call_sid or f"{self.customer_id}/{self.app_id}"
+        await self.ing.sink.deliver(self.ing.topic(WEBHOOK_REJECTED).name, key, event.to_bytes())
+
     async def __call__(
         self,
         status: int,
@@ -193,51 +267,20 @@ class _Refusal:
         body: bytes | None = None,
         size: int | None = None,
     ) -> web.Response:
-        ing, request = self.ing, self.request
         raw = self.body if body is None else body
-        secrets = [s.reveal() for s in ing.secrets.tenant_secrets(self.customer_id, self.app_id)]
-        data = rejected_data(
-            reason=reason,
-            errors=errors,
-            status=status,
-            kind=self.kind,
-            customer_id=self.customer_id,
-            app_id=self.app_id,
-            call_sid=self.call_sid,
-            received_at=self.received_at,
-            remote_addr=request.remote,
-            method=request.method,
-            path=request.path,
-            query_string=request.query_string,
-            headers={str(name): value for name, value in request.headers.items()},
-            body=raw,
-            body_size=len(raw) if size is None else size,
-            body_cap=ing.settings.ingress.rejected_body_bytes,
-            secrets=secrets,
-        )
-        spec = ing.topic(WEBHOOK_REJECTED)
-        event = make_event(
-            spec,
-            data,
-            source=f"/ingress/{self.customer_id}/{self.app_id}/{self.kind}",
-            event_id=rejected_id(
-                self.customer_id, self.app_id, self.kind, raw + data["url"].encode()
-            ),
-            time=self.received_at,
-            customer_id=self.customer_id,
-            app_id=self.app_id,
-        )
-        key = self.call_sid or f"{self.customer_id}/{self.app_id}"
+        size = len(raw) if size is None else size
+        event = self.build(status, reason, errors, body=raw, size=size)
         try:
-            await ing.sink.deliver(spec.name, key, event.to_bytes())
+            await self.keep(event)
         except SpoolFull:
             # The sender still learns what was wrong; the record could not be kept.
             log.error(
                 "spool full: rejected record for %s/%s not kept", self.customer_id, self.app_id
             )
-        ing.metrics.rejected.labels(reason).inc()
-        ing.metrics.answered(self.kind, status)
-        response = _json(status, {"error": reason, "field": field, "errors": data["errors"]})
+        self.ing.metrics.rejected.labels(reason).inc()
+        self.ing.metrics.answered(self.kind, status)
+        body_out = {"error": reason, "field": field, "errors": event.data["errors"]}
+        response = json_answer(status, body_out)
         if status in (408, 413):
             response.force_close()  # do not read the rest of an oversized or trickling body
         return response

@@ -128,3 +128,19 @@ async def test_ops_answers_are_documented(make_client, path):
     async with make_client() as client:
         response = await client.get(path)
         conforms(path, "GET", response.status, response.headers, await response.read())
+
+
+async def test_stream_handshake_refusals_are_documented(make_client):
+    stream = "/v1/{customer_id}/{app_id}/stream"
+    async with make_client(EXOPIPE_INGRESS_STREAM_MAX_PER_TENANT="1") as client:
+        plain = await client.get(f"/v1/c1/a1/stream?token={SECRET}")
+        conforms(stream, "GET", 426, plain.headers, await plain.read())
+        stranger = await client.get("/v1/c1/a1/stream?token=wrong")
+        conforms(stream, "GET", 401, stranger.headers, await stranger.read())
+        upgrade = {"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13"}
+        upgrade["Sec-WebSocket-Key"] = "dGhlIHNhbXBsZSBub25jZQ=="
+        async with client.ws_connect(f"/v1/c1/a1/stream?token={SECRET}"):
+            limited = await client.get(f"/v1/c1/a1/stream?token={SECRET}", headers=upgrade)
+            conforms(stream, "GET", 429, limited.headers, await limited.read())
+    assert (plain.status, stranger.status, limited.status) == (426, 401, 429)
+    assert "101" in DOC["paths"][stream]["get"]["responses"]
