@@ -64,8 +64,10 @@ class StreamAssembly:
         self.customer_id = first.customer_id
         self.app_id = first.app_id
         self.first_offset = first_offset
-        # The first record's time: it dates the object key, the same on every rebuild.
+        # The start record's time (the first record's until one comes): it dates the object
+        # key, the same whether the stream is built again from its connected or its start.
         self.started_at = first.received_at
+        self._started = False
         self.ended_at = first.received_at
         self.last_received: datetime = first.received
         self.call_sid: str | None = None
@@ -90,6 +92,9 @@ class StreamAssembly:
         self.ended_at = frame.received_at
         self._count(frame)
         if frame.event == "start":
+            if not self._started:
+                self._started = True
+                self.started_at = frame.received_at
             start = frame.data["start"]
             self.call_sid = start["call_sid"]
             self._media_format = start["media_format"]

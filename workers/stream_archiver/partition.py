@@ -1,9 +1,13 @@
 """The streams open on one partition, in one consumer generation, and when each one ends.
 
-A stream opens at its connection's first record (``frame_index`` 0) and ends at its ``closed``
-record. A record of a stream that is not open and is not a first record belongs to a stream
-archived before the committed offset (a restart reads from the first record of the oldest open
-stream, so later streams' tails come again): it is skipped.
+A stream opens at its first record: its ``connected`` or ``start`` record (or any record with
+``frame_index`` 0). Not always ``frame_index`` 0: the ingress numbers the frames it refuses too.
+It ends at its ``closed`` record. Any other record of a stream that is not open belongs to a
+stream archived before the committed offset (a restart reads from the first record of the
+oldest open stream, so later streams' tails come again): it is skipped. Such a tail may hold
+that stream's ``start`` (its ``connected`` came before the committed offset): the stream is then
+built again from its start, which holds all its audio, so it comes out with the same bytes and
+is found archived.
 
 A stream that stops without ``closed`` (the ingress crashed) would hold its partition's commits
 back forever. It is archived as ``abandoned`` once it has been quiet for ``quiet_s``: when a
@@ -31,6 +35,7 @@ __all__ = ["ABANDONED", "Ending", "PartitionStreams"]
 
 log = logging.getLogger(__name__)
 ABANDONED = "abandoned"
+_OPENING = frozenset({"connected", "start"})
 
 
 @dataclass(frozen=True)
@@ -73,7 +78,7 @@ class PartitionStreams:
         self._last_read = time.monotonic()
         assembly = self._open.get(frame.stream_sid)
         if assembly is None:
-            if frame.frame_index != 0:
+            if frame.frame_index != 0 and frame.event not in _OPENING:
                 self.skipped += 1
                 RECORDS_SKIPPED.labels("archived_before").inc()
                 if frame.event == "closed":

@@ -87,7 +87,7 @@ async def test_two_interleaved_streams_come_back_sample_for_sample(rig: StreamRi
     assert (record["media_frames"], record["gaps"], record["missing"]) == (40, 1, 2)
     assert (record["duplicates"], record["out_of_order"]) == (1, 0)
     assert (record["end_reason"], record["already_archived"]) == ("stop_received", False)
-    assert record["started_at"] == records[0].data["received_at"]
+    assert record["started_at"] == records[1].data["received_at"]  # its start record
     assert record["ended_at"] == records[-1].data["received_at"]
 
     blob, answer = await asyncio.to_thread(rig.object, _key(mulaw_sid))

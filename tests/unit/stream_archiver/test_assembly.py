@@ -174,3 +174,28 @@ def test_a_record_that_is_no_stream_event_is_bad() -> None:
         read_frame(b'{"specversion": "1.0"}')
     with pytest.raises(BadFrame):
         read_frame(None)
+
+
+def test_a_stream_opens_at_connected_or_start_whatever_its_frame_index(feed: Feed) -> None:
+    s = StreamScript("S1", frame_index=1)  # the ingress refused frame 0 (bad JSON)
+    chunk = pcm_chunks(1)[0]
+    start = s.connected(), s.start()
+    feed(*start, s.media(chunk), s.closed())
+    (ending,) = feed.ended
+    assert ending.assembly.started_at == start[1].data["received_at"]
+    assert _samples(ending.assembly.seal().path) == chunk
+
+
+def test_a_tail_holding_the_start_is_built_again_with_the_same_bytes(feed: Feed) -> None:
+    s = StreamScript("S1")
+    chunks = pcm_chunks(3)
+    records = [s.connected(), s.start(), *map(s.media, chunks), s.closed()]
+    feed(*records)
+    again = Feed(feed.streams._spill)
+    again(*records[1:])  # read again from after its connected (the committed offset)
+    first, second = feed.ended[0].assembly, again.ended[0].assembly
+    try:
+        assert first.started_at == second.started_at == records[1].data["received_at"]
+        assert first.seal().sha256 == second.seal().sha256
+    finally:
+        again.close()
