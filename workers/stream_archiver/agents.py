@@ -77,6 +77,9 @@ class Archivist:
             for ending in state.take(offset, frame):
                 await self._finish(state, ending)
         self._ack(state, state.ledger.ackable())
+        self._count_open()
+
+    def _count_open(self) -> None:
         OPEN_STREAMS.set(sum(p.ledger.held for p in self.partitions.values()))
 
     def _partition(self, tp: Any, generation: int) -> PartitionStreams | None:
@@ -113,6 +116,7 @@ class Archivist:
             await self.publish(event)
             STREAMS_ARCHIVED.labels(ending.reason, str(event.data["already_archived"])).inc()
             self._ack(state, state.archived(ending))
+            self._count_open()
         except asyncio.CancelledError:
             raise
         except Exception as exc:
