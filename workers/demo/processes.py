@@ -7,6 +7,7 @@ then SIGKILL after a grace period). This module must never signal a process it d
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
@@ -16,7 +17,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Child", "Children"]
+import httpx
+
+__all__ = ["Child", "ChildFailed", "Children"]
+
+
+class ChildFailed(RuntimeError):
+    """A child exited, or did not answer its health check in time; the message says which."""
 
 
 @dataclass
@@ -60,6 +67,26 @@ class Children:
 
     def dead(self) -> list[Child]:
         return [child for child in self.started if not child.alive()]
+
+    def raise_if_dead(self) -> None:
+        dead = self.dead()
+        if dead:
+            names = ", ".join(f"{c.name} (exit {c.process.returncode})" for c in dead)
+            raise ChildFailed(f"a pipeline process exited: {names}")
+
+    async def wait_healthy(self, url: str, wait_s: float) -> None:
+        """Until ``url`` answers 200; :class:`ChildFailed` if a child dies or time runs out."""
+        deadline = time.monotonic() + wait_s
+        async with httpx.AsyncClient(timeout=2.0) as client:
+            while time.monotonic() < deadline:
+                self.raise_if_dead()
+                try:
+                    if (await client.get(url)).status_code == 200:
+                        return
+                except httpx.HTTPError:
+                    pass
+                await asyncio.sleep(0.2)
+        raise ChildFailed(f"{url} did not answer within {wait_s:.0f}s")
 
     def stop_all(self, timeout: float = 15.0) -> None:
         """SIGTERM every child at once, then SIGKILL whatever is still running at ``timeout``."""
