@@ -1,4 +1,5 @@
-"""``exopipe demo [--calls N] [--rate R]``: the whole pipeline on this machine, checked end to end.
+"""``exopipe demo [--calls N] [--rate R] [--streams N]``: the whole pipeline on this machine,
+checked end to end.
 
 Prints a summary table on stdout (progress goes to stderr) and exits 0 only if every count
 matches what was simulated; 1 on a mismatch or a failed step, 130 when interrupted.
@@ -23,6 +24,13 @@ def _positive(kind: type) -> object:
     return parse
 
 
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} must be 0 or more")
+    return value
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "demo", help="start everything, simulate calls through the pipeline, print a summary"
@@ -32,6 +40,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--apps", type=_positive(int), default=2, help="apps to spread them on (2)")
     parser.add_argument(
         "--timeout", type=_positive(float), default=90.0, help="seconds to wait for outputs (90)"
+    )
+    parser.add_argument(
+        "--streams",
+        type=_count,
+        default=1,
+        help="streamed calls (live audio, 4 s each at real-time pace) to archive as WAVs (1)",
     )
     parser.add_argument(
         "--keep-stack",
@@ -59,6 +73,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             apps=args.apps,
             timeout=args.timeout,
             keep_stack=args.keep_stack,
+            streams=args.streams,
             attach=args.attach,
             ingress_url=args.ingress_url,
             recording_base=args.recording_base,

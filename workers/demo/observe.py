@@ -2,8 +2,8 @@
 
 The reader is positioned at the topics' end offsets *before* the demo sends anything, so nothing
 it causes can be missed and nothing from earlier runs is counted. Records are matched to this run
-by call_sid (webhooks, enriched calls, recordings) or command_id (settings results), and counted
-once per key, so a redelivered record does not inflate a count.
+by call_sid (webhooks, enriched calls, recordings), stream_sid (archived streams) or command_id
+(settings results), and counted once per key, so a redelivered record does not inflate a count.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from topics.catalog import (
     RECORDING_ARCHIVED,
     RECORDING_FAILED,
     SETTINGS_RESULT,
+    STREAM_ARCHIVED,
     WEBHOOK_CALL_STATUS,
     WEBHOOK_INCOMING_CALL,
     WEBHOOK_MISSED_CALL,
@@ -44,6 +45,7 @@ _WATCHED: tuple[TopicSpec, ...] = (
     RECORDING_ARCHIVED,
     RECORDING_FAILED,
     SETTINGS_RESULT,
+    STREAM_ARCHIVED,
 )
 
 
@@ -57,14 +59,22 @@ class Observed:
     archived: dict[str, dict[str, Any]] = field(default_factory=dict)  # call_sid -> data
     failed: dict[str, dict[str, Any]] = field(default_factory=dict)  # call_sid -> data
     results: dict[str, dict[str, Any]] = field(default_factory=dict)  # command_id -> data
+    streams: dict[str, dict[str, Any]] = field(default_factory=dict)  # stream_sid -> data
 
 
 class Observer:
     """Reads the watched topics from where they ended at :meth:`start`."""
 
-    def __init__(self, settings: Settings, call_sids: Iterable[str], run_marker: str) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        call_sids: Iterable[str],
+        run_marker: str,
+        stream_sids: Iterable[str] = (),
+    ) -> None:
         self._settings = settings
         self._sids = frozenset(call_sids)
+        self._stream_sids = frozenset(stream_sids)
         self._marker = run_marker
         self.command_ids: set[str] = set()
         self.seen = Observed()
@@ -116,5 +126,8 @@ class Observer:
         elif spec is RECORDING_FAILED:
             if sid in self._sids:
                 self.seen.failed[sid] = data
+        elif spec is STREAM_ARCHIVED:
+            if data.get("stream_sid") in self._stream_sids:
+                self.seen.streams[data["stream_sid"]] = data
         elif spec is SETTINGS_RESULT and data.get("command_id") in self.command_ids:
             self.seen.results[data["command_id"]] = data

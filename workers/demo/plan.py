@@ -2,7 +2,8 @@
 
 A call is ``answered`` (popup, then a completed status callback), ``missed`` (popup, missed-call
 notification, a no-answer callback) or ``recorded`` (popup, completed callback with its
-recording URL, then recording_ready). The counts the demo checks at the end come from here, so
+recording URL, then recording_ready). A streamed call is the double's live audio to an app's
+``streaming_url``, archived as one WAV. The counts the demo checks at the end come from here, so
 the check and the simulation cannot disagree about what "every call" means.
 """
 
@@ -11,14 +12,17 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
 
 __all__ = [
     "CALL_KINDS",
     "SETTING_FOR_KIND",
     "Call",
     "DemoPlan",
+    "StreamedCall",
     "Webhook",
     "make_plan",
+    "stream_url",
 ]
 
 CALL_KINDS: tuple[str, ...] = ("answered", "missed", "recorded")
@@ -37,6 +41,8 @@ INGRESS_KIND: dict[str, str] = {
     "recording_url": "recording",
 }
 RECORDING_BYTES = 48 * 1024
+# Seconds of audio in each streamed call, sent at real-time pace.
+STREAM_SECONDS = 4.0
 
 
 @dataclass(frozen=True)
@@ -62,11 +68,22 @@ class Call:
 
 
 @dataclass(frozen=True)
+class StreamedCall:
+    """A call whose audio the double streams to its app's ``streaming_url``."""
+
+    stream_sid: str
+    call_sid: str
+    app_id: str
+    duration_s: float = STREAM_SECONDS
+
+
+@dataclass(frozen=True)
 class DemoPlan:
     run_id: str
     customer_id: str
     app_ids: tuple[str, ...]
     calls: tuple[Call, ...] = field(default=())
+    streams: tuple[StreamedCall, ...] = field(default=())
 
     def count(self, kind: str) -> int:
         return Counter(call.kind for call in self.calls)[kind]
@@ -79,6 +96,14 @@ class DemoPlan:
     def call_sids(self) -> frozenset[str]:
         return frozenset(call.call_sid for call in self.calls)
 
+    @property
+    def stream_sids(self) -> frozenset[str]:
+        return frozenset(stream.stream_sid for stream in self.streams)
+
+    @property
+    def streaming_apps(self) -> frozenset[str]:
+        return frozenset(stream.app_id for stream in self.streams)
+
 
 def make_plan(
     run_id: str,
@@ -88,8 +113,10 @@ def make_plan(
     apps: int = 2,
     customer_id: str | None = None,
     app_ids: tuple[str, ...] | None = None,
+    streams: int = 0,
 ) -> DemoPlan:
-    """``calls`` calls spread over the apps, cycling answered, missed, recorded.
+    """``calls`` calls spread over the apps, cycling answered, missed, recorded; ``streams``
+    streamed calls spread over them the same way.
 
     ``recording_base`` is where the archiver finds the double's recording files
     (``.../recordings``). Without ``customer_id``/``app_ids`` the run gets its own customer and
@@ -106,7 +133,23 @@ def make_plan(
         # Every fourth caller repeats an earlier one, so repeat counts show up in the summary.
         caller = f"+9198{(i % 4 if i >= 4 else i) + 10000000:08d}"
         planned.append(_call(sid, app_ids[i % apps], kind, caller, recording_base))
-    return DemoPlan(run_id, customer, app_ids, tuple(planned))
+    streamed = tuple(
+        StreamedCall(
+            f"stream-{run_id}-{i + 1:02d}", f"call-{run_id}-s{i + 1:02d}", app_ids[i % apps]
+        )
+        for i in range(streams)
+    )
+    return DemoPlan(run_id, customer, app_ids, tuple(planned), streamed)
+
+
+def stream_url(ingress_url: str, customer_id: str, app_id: str, secret: str) -> str:
+    """The app's ``streaming_url``: the ingress's stream route, the tenant secret as the URL's
+    password (Exotel sends it as a Basic header), ws for http and wss for https."""
+    parts = urlsplit(ingress_url)
+    scheme = "wss" if parts.scheme == "https" else "ws"
+    userinfo = f"{quote(customer_id, safe='')}:{quote(secret, safe='')}"
+    path = f"{parts.path.rstrip('/')}/v1/{customer_id}/{app_id}/stream"
+    return urlunsplit((scheme, f"{userinfo}@{parts.netloc}", path, "", ""))
 
 
 def _call(sid: str, app_id: str, kind: str, caller: str, recording_base: str) -> Call:

@@ -1,9 +1,10 @@
 """Run the demo: bring everything up, drive calls through the pipeline, check, tear down.
 
 Order: local stack (started only if down), topics, secrets, apps on the double, the ingress and
-the three workers as children, settings commands through ``exotel.settings.command`` (the
+the four workers as children, settings commands through ``exotel.settings.command`` (the
 settings worker PUTs them), calls whose webhooks the double sends to the URLs now in each app's
-settings, then a wait until every output is on Kafka. Whatever happens (failure, Ctrl-C,
+settings and streamed calls whose audio it sends to the app's ``streaming_url``, then a wait
+until every output is on Kafka. Whatever happens (failure, Ctrl-C,
 SIGTERM) the children are stopped, and stack services the demo started are stopped too unless
 ``--keep-stack``. It must never stop a stack service that was already running.
 """
@@ -26,8 +27,6 @@ from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
-import httpx
-
 from topics.catalog import SETTINGS_COMMAND
 from topics.events import make_event
 from workers.config import Settings
@@ -40,8 +39,21 @@ from workers.demo.environment import (
     write_secrets,
 )
 from workers.demo.observe import Observed, Observer
-from workers.demo.plan import INGRESS_KIND, RECORDING_BYTES, Call, DemoPlan, make_plan
-from workers.demo.processes import Children
+from workers.demo.plan import (
+    INGRESS_KIND,
+    RECORDING_BYTES,
+    Call,
+    DemoPlan,
+    make_plan,
+    stream_url,
+)
+from workers.demo.processes import ChildFailed, Children
+from workers.demo.streams import (
+    StreamsFailed,
+    check_double_streams,
+    start_streams,
+    streams_sent,
+)
 from workers.demo.summary import check, render
 from workers.exotel_double import API_PREFIX
 from workers.exotel_double.control import AsyncDoubleControl
@@ -51,7 +63,7 @@ from workers.topic_admin import apply_catalog
 
 __all__ = ["DemoFailed", "DemoOptions", "run_demo"]
 
-WORKER_NAMES = ("settings", "archiver", "enricher")
+WORKER_NAMES = ("settings", "archiver", "enricher", "stream-archiver")
 
 
 class DemoFailed(RuntimeError):
@@ -65,6 +77,7 @@ class DemoOptions:
     apps: int = 2
     timeout: float = 90.0
     keep_stack: bool = False
+    streams: int = 1
     attach: bool = False
     ingress_url: str | None = None
     recording_base: str | None = None
@@ -200,7 +213,13 @@ async def _drive(
     host = parent.stack.host
     double_url = f"http://{host}:{parent.stack.exotel_port}"
     run_id = uuid.uuid4().hex[:8]
-    plan = make_plan(run_id, options.calls, f"{double_url}/recordings", apps=options.apps)
+    plan = make_plan(
+        run_id,
+        options.calls,
+        f"{double_url}/recordings",
+        apps=options.apps,
+        streams=options.streams,
+    )
     found = new_secrets(plan)
     write_secrets(workdir / "secrets.json", plan, found, host)
     ingress_port = free_port(host)
@@ -217,6 +236,7 @@ async def _drive(
             "EXOPIPE_RECORDING_ALLOW_INSECURE": "1",
             "EXOPIPE_RECORDING_HOSTS": host,
             "EXOPIPE_RECORDING_PORTS": str(parent.stack.exotel_port),
+            "EXOPIPE_STREAM_ARCHIVER_SPILL_DIR": str(workdir / "stream-spill"),
         },
     )
     settings = Settings.from_env({k: v for k, v in env.items() if k.startswith("EXOPIPE_")})
@@ -247,6 +267,7 @@ async def _drive_attached(settings: Settings, options: DemoOptions, say: Any, ou
         recording_base,
         customer_id=customer,
         app_ids=tuple(found.app_tokens),
+        streams=options.streams,
     )
     await _apply_topics(settings, say)
     target = _Target(settings, plan, found, ingress_url.rstrip("/"), double_url)
@@ -283,16 +304,20 @@ async def _exercise(
     started = time.monotonic()
     settings, plan, found = target.settings, target.plan, target.found
     say(f"run {plan.run_id}: customer {plan.customer_id}, apps {', '.join(plan.app_ids)}")
-    observer = Observer(settings, plan.call_sids, plan.customer_id)
+    observer = Observer(settings, plan.call_sids, plan.customer_id, plan.stream_sids)
     await observer.start()
     try:
         async with AsyncDoubleControl(target.double_url) as ctl:
+            try:
+                await check_double_streams(ctl, plan)
+            except StreamsFailed as exc:
+                raise DemoFailed(str(exc)) from None
             for app in plan.app_ids:
                 await ctl.register_app(plan.customer_id, app, found.app_tokens[app], {})
             sha256 = await _register_recordings(ctl, plan, found)
             await _wait_healthy(f"{target.ingress_url}/healthz", children, wait_s=60.0)
 
-            await _send_settings(settings, plan, target.ingress_url, observer)
+            await _send_settings(settings, plan, target.ingress_url, found, observer)
             say("settings: commands produced, waiting for the settings worker to apply them")
             await _wait(observer, children, lambda s: len(s.results) >= len(plan.app_ids), 90.0)
             bad = [r for r in observer.seen.results.values() if r.get("outcome") != "applied"]
@@ -300,15 +325,29 @@ async def _exercise(
                 outcomes = ", ".join(str(r.get("outcome")) for r in bad) or "no result"
                 raise DemoFailed(f"settings commands not applied: {outcomes}")
             urls = {app: await ctl.app_settings(plan.customer_id, app) for app in plan.app_ids}
-            say("settings applied; the double now sends webhooks to the ingress")
+            say("settings applied; the double now sends webhooks and live audio to the ingress")
 
             progress = _Progress(plan)
+            try:
+                durations = await start_streams(ctl, plan)
+            except StreamsFailed as exc:
+                raise DemoFailed(str(exc)) from None
             delivered = await _simulate(ctl, plan, urls, found, options.rate, observer, progress)
             await _wait(observer, children, lambda s: _complete(plan, s), options.timeout, progress)
             progress.finish(observer.seen)
+            sent = await streams_sent(ctl, plan, wait_s=5.0)
+            for problem in sent.problems:
+                say(f"stream not sent whole: {problem}")
     finally:
         await observer.stop()
-    rows = check(plan, observer.seen, delivered=delivered, recording_sha256=sha256)
+    rows = check(
+        plan,
+        observer.seen,
+        delivered=delivered,
+        recording_sha256=sha256,
+        streams_sent=sent.whole,
+        stream_duration_ms=durations,
+    )
     print(render(plan, rows, observer.seen, time.monotonic() - started), file=out, flush=True)
     return 0 if all(row.ok for row in rows) else 1
 
@@ -329,32 +368,34 @@ async def _register_recordings(
 
 
 async def _wait_healthy(url: str, children: Children, wait_s: float) -> None:
-    deadline = time.monotonic() + wait_s
-    async with httpx.AsyncClient(timeout=2.0) as client:
-        while time.monotonic() < deadline:
-            _check_children(children)
-            try:
-                if (await client.get(url)).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            await asyncio.sleep(0.2)
-    raise DemoFailed(f"{url} did not answer within {wait_s:.0f}s")
+    try:
+        await children.wait_healthy(url, wait_s)
+    except ChildFailed as exc:
+        raise DemoFailed(str(exc)) from None
 
 
 async def _send_settings(
-    settings: Settings, plan: DemoPlan, ingress_url: str, observer: Observer
+    settings: Settings, plan: DemoPlan, ingress_url: str, found: DemoSecrets, observer: Observer
 ) -> None:
-    """One command per app pointing every webhook URL at the ingress, recording on."""
+    """One command per app pointing every webhook URL at the ingress, recording on, and on
+    the apps with streamed calls streaming on, to the ingress's stream route."""
     async with started_producer(settings) as producer:
         for app in plan.app_ids:
             base = f"{ingress_url}/v1/{plan.customer_id}/{app}"
+            changes: dict[str, Any] = {
+                setting: f"{base}/{kind}" for setting, kind in INGRESS_KIND.items()
+            } | {"recording_enabled": True}
+            if app in plan.streaming_apps:
+                secret = found.tenant_secret
+                changes |= {
+                    "streaming_enabled": True,
+                    "streaming_url": stream_url(ingress_url, plan.customer_id, app, secret),
+                }
             data = {
                 "command_id": f"demo-{plan.run_id}-{app}",
                 "customer_id": plan.customer_id,
                 "app_id": app,
-                "settings": {setting: f"{base}/{kind}" for setting, kind in INGRESS_KIND.items()}
-                | {"recording_enabled": True},
+                "settings": changes,
                 "requested_by": "exopipe demo",
             }
             observer.command_ids.add(data["command_id"])
@@ -422,6 +463,7 @@ def _complete(plan: DemoPlan, seen: Observed) -> bool:
         len(seen.webhooks) >= plan.webhook_count
         and len(seen.enriched) >= plan.count("missed")
         and len(seen.archived) + len(seen.failed) >= plan.count("recorded")
+        and len(seen.streams) >= len(plan.streams)
     )
 
 
@@ -444,10 +486,10 @@ async def _wait(
 
 
 def _check_children(children: Children) -> None:
-    dead = children.dead()
-    if dead:
-        names = ", ".join(f"{c.name} (exit {c.process.returncode})" for c in dead)
-        raise DemoFailed(f"a pipeline process exited: {names}")
+    try:
+        children.raise_if_dead()
+    except ChildFailed as exc:
+        raise DemoFailed(str(exc)) from None
 
 
 class _Progress:
@@ -474,6 +516,8 @@ class _Progress:
             f" | enriched {len(seen.enriched)}/{plan.count('missed')}"
             f" | archived {len(seen.archived)}/{plan.count('recorded')}"
         )
+        if plan.streams:
+            line += f" | streams archived {len(seen.streams)}/{len(plan.streams)}"
         if line == self._last:
             return
         self._last = line

@@ -34,14 +34,28 @@ def check(
     *,
     delivered: int,
     recording_sha256: Mapping[str, str],
+    streams_sent: int = 0,
+    stream_duration_ms: Mapping[str, int] | None = None,
 ) -> list[Row]:
-    """One row per count the demo promises; ``delivered`` is how many webhooks got a 2xx."""
+    """One row per count the demo promises; ``delivered`` is how many webhooks got a 2xx,
+    ``streams_sent`` how many streams the double sent whole, ``stream_duration_ms`` the audio
+    each stream carried (an archived WAV must last exactly that)."""
     applied = sum(1 for r in seen.results.values() if r.get("outcome") == "applied")
     intact = sum(
         1
         for sid, data in seen.archived.items()
         if recording_sha256.get(sid) is not None and data.get("sha256") == recording_sha256[sid]
     )
+    durations = stream_duration_ms or {}
+    whole = sum(
+        1
+        for sid, data in seen.streams.items()
+        if durations.get(sid) is not None and data.get("duration_ms") == durations[sid]
+    )
+    stream_rows = [
+        Row("streams sent whole (double)", len(plan.streams), streams_sent),
+        Row("streams archived (duration ok)", len(plan.streams), whole),
+    ]
     return [
         Row("settings applied", len(plan.app_ids), applied),
         Row("webhooks answered 2xx", plan.webhook_count, delivered),
@@ -50,6 +64,7 @@ def check(
         Row("recordings archived (sha256 ok)", plan.count("recorded"), intact),
         Row("webhooks rejected", 0, seen.rejected),
         Row("recordings failed", 0, len(seen.failed)),
+        *(stream_rows if plan.streams else []),
     ]
 
 
@@ -76,6 +91,14 @@ def render(plan: DemoPlan, rows: list[Row], seen: Observed, seconds: float) -> s
         lines += ["", "recordings archived:"]
         for data in sorted(seen.archived.values(), key=lambda d: d["call_sid"]):
             lines.append(f"  {data['call_sid']:24} {data['size_bytes']:>7} B  {data['uri']}")
+    if plan.streams:
+        lines += ["", f"streams archived {len(seen.streams)}/{len(plan.streams)}:"]
+        for data in sorted(seen.streams.values(), key=lambda d: d["stream_sid"]):
+            seconds = data["duration_ms"] / 1000
+            lines.append(
+                f"  {data['stream_sid']:24} {seconds:6.2f} s  {data['sample_rate']} Hz  "
+                f"{data['size_bytes']:>7} B  {data['uri']}"
+            )
     verdict = "all counts match" if all(r.ok for r in rows) else "COUNTS DO NOT MATCH"
     lines += ["", f"result: {verdict}"]
     return "\n".join(lines)

@@ -1,4 +1,8 @@
-"""``exopipe demo`` as a user runs it: a subprocess, its exit status and its printed summary."""
+"""``exopipe demo`` as a user runs it: a subprocess, its exit status and its printed summary.
+
+The streamed call needs a double with the streaming client: the stack's double must have been
+started from this code (a double started earlier answers 404 and the demo says so).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -48,18 +53,31 @@ def test_demo_runs_every_call_through_the_pipeline(pipeline_env: PipelineEnv) ->
         "recordings archived (sha256 ok)": (2, 2),
         "webhooks rejected": (0, 0),
         "recordings failed": (0, 0),
+        "streams sent whole (double)": (1, 1),
+        "streams archived (duration ok)": (1, 1),
     }
     assert "result: all counts match" in done.stdout
     uris = re.findall(r"s3://\S+", done.stdout)
-    assert len(uris) == 2
+    recordings = [uri for uri in uris if not uri.endswith(".wav")]
+    assert len(recordings) == 2
     s3 = new_s3_client(pipeline_env.settings)
-    for uri in uris:
-        parts = urlsplit(uri)
-        head = s3.head_object(Bucket=parts.netloc, Key=parts.path.lstrip("/"))
+    for uri in recordings:
+        head = _head(s3, uri)
         assert head["ContentLength"] == 48 * 1024
+    # The streamed call: 4 s of 8 kHz 16-bit audio, one WAV (its 44-byte header + 64,000 bytes).
+    assert "streams archived 1/1:" in done.stdout
+    [wav] = [uri for uri in uris if uri.endswith(".wav")]
+    assert re.search(r"^\s+stream-\S+\s+4\.00 s\s+8000 Hz\s+64044 B\s+s3://", done.stdout, re.M)
+    assert "/streams/customer_id=demo-" in wav
+    assert _head(s3, wav)["ContentLength"] == 64_044
     # The run's secrets lived in a temp file that is gone, and never reached the output.
     assert "secrets.json" not in done.stdout
     assert not re.search(r"token|password", done.stdout, re.IGNORECASE)
+
+
+def _head(s3: Any, uri: str) -> dict[str, Any]:
+    parts = urlsplit(uri)
+    return s3.head_object(Bucket=parts.netloc, Key=parts.path.lstrip("/"))
 
 
 def _children_of(pid: int) -> list[int]:
@@ -92,7 +110,7 @@ def test_sigterm_stops_every_process_the_demo_started(pipeline_env: PipelineEnv)
             if "settings applied" in line:
                 break
         children = _children_of(demo.pid)
-        assert len(children) == 4  # the ingress and three workers
+        assert len(children) == 5  # the ingress and four workers
         demo.send_signal(signal.SIGTERM)
         assert demo.wait(timeout=40) == 130
         time.sleep(0.2)
@@ -127,11 +145,12 @@ def test_attach_drives_a_pipeline_that_already_runs(
         EXOPIPE_RECORDING_ALLOW_INSECURE="1",
         EXOPIPE_RECORDING_HOSTS=host,
         EXOPIPE_RECORDING_PORTS=str(settings.stack.exotel_port),
+        EXOPIPE_STREAM_ARCHIVER_SPILL_DIR=str(tmp_path / "stream-spill"),
     ).process_env()
     children = Children(tmp_path)
     try:
         children.start("ingress", ["ingress"], env)
-        for name in ("settings", "archiver", "enricher"):
+        for name in ("settings", "archiver", "enricher", "stream-archiver"):
             children.start(name, ["worker", name], env)
         done = subprocess.run(  # noqa: S603 - our own interpreter and module
             [sys.executable, "-m", "workers.cli", "demo", "--attach", "--calls", "3"],
@@ -145,6 +164,7 @@ def test_attach_drives_a_pipeline_that_already_runs(
         assert rows["settings applied"] == (2, 2)
         assert rows["webhooks accepted (on Kafka)"] == (8, 8)
         assert rows["recordings archived (sha256 ok)"] == (1, 1)
+        assert rows["streams archived (duration ok)"] == (1, 1)
         assert "customer acme" in done.stdout
         assert all(child.alive() for child in children.started)  # attach stops nothing
     finally:

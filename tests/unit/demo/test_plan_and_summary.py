@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from workers.demo.observe import Observed
-from workers.demo.plan import SETTING_FOR_KIND, make_plan
+from workers.demo.plan import SETTING_FOR_KIND, make_plan, stream_url
 from workers.demo.summary import check, render
 
 BASE = "http://127.0.0.1:8090/recordings"
@@ -78,3 +78,49 @@ def test_a_wrong_checksum_a_rejection_or_a_missing_result_is_a_mismatch() -> Non
     assert not rows["settings applied"].ok
     assert not rows["webhooks answered 2xx"].ok
     assert "COUNTS DO NOT MATCH" in render(plan, list(rows.values()), seen, 1.0)
+
+
+def test_streamed_calls_are_planned_on_the_apps_and_reach_the_ingress_with_basic_credentials() -> (
+    None
+):
+    plan = make_plan("r4", 3, BASE, streams=3)
+    assert [s.app_id for s in plan.streams] == ["app-1", "app-2", "app-1"]
+    assert len(plan.stream_sids) == 3 and plan.streaming_apps == {"app-1", "app-2"}
+    assert not plan.stream_sids & plan.call_sids
+    assert make_plan("r5", 3, BASE).streams == ()
+    url = stream_url("http://127.0.0.1:8080", "demo-r4", "app-1", "s3cr=t")
+    assert url == "ws://demo-r4:s3cr%3Dt@127.0.0.1:8080/v1/demo-r4/app-1/stream"
+    assert stream_url("https://in.example.com/base/", "c", "a", "s").startswith(
+        "wss://c:s@in.example.com/base/v1/c/a/stream"
+    )
+
+
+def _archived_stream(sid: str, duration_ms: int) -> dict[str, object]:
+    return {
+        "stream_sid": sid,
+        "duration_ms": duration_ms,
+        "sample_rate": 8000,
+        "size_bytes": 44 + duration_ms * 16,
+        "uri": f"s3://b/streams/{sid}.wav",
+    }
+
+
+def test_a_stream_counts_once_archived_with_the_duration_it_was_sent_with() -> None:
+    plan = make_plan("r6", 6, BASE, streams=1)
+    sha = {c.call_sid: "ab" * 32 for c in plan.calls if c.kind == "recorded"}
+    [sid] = plan.stream_sids
+    seen = _seen_for(plan, sha)
+    seen.streams[sid] = _archived_stream(sid, 4000)
+    args = {"delivered": plan.webhook_count, "recording_sha256": sha}
+    rows = check(plan, seen, **args, streams_sent=1, stream_duration_ms={sid: 4000})
+    assert all(row.ok for row in rows)
+    text = render(plan, rows, seen, 1.0)
+    assert "streams archived 1/1:" in text
+    assert "4.00 s  8000 Hz" in text
+    short = {r.what: r for r in check(plan, seen, **args, stream_duration_ms={sid: 4200})}
+    assert not short["streams archived (duration ok)"].ok
+    assert not short["streams sent whole (double)"].ok
+    seen.streams.clear()
+    rows = check(plan, seen, **args, streams_sent=1, stream_duration_ms={sid: 4000})
+    assert "streams archived 0/1:" in render(plan, rows, seen, 1.0)
+    assert "COUNTS DO NOT MATCH" in render(plan, rows, seen, 1.0)
