@@ -2,14 +2,16 @@
 
 Deterministic so that a test can regenerate what was sent and compare it sample by sample with
 what came out of the archive. A pure tone repeats itself chunk after chunk, so a duplicated or
-reordered chunk would compare equal; the noise floor (a seeded PRNG per 20 ms block) makes every
-block different, and it is keyed by the block's place in the stream, not by the chunk size, so the
-same ``(seed, sample_rate)`` gives the same samples however the stream is cut into frames.
+reordered chunk would compare equal; the noise floor (a seeded PRNG per 320-byte block, +-128)
+makes every block different, and it is keyed by the block's place in the stream, not by the
+chunk size, so the same ``(seed, sample_rate)`` gives the same samples however the stream is cut
+into frames.
 Produced chunk by chunk, never held whole: a session may last 60 minutes.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import random
@@ -29,8 +31,7 @@ SAMPLE_WIDTH = 2  # bytes: 16-bit PCM
 SAMPLE_RATES = (8000, 16000, 24000)
 # Exotel's chunks are multiples of 320 bytes; the noise is keyed per block of that size.
 BLOCK_BYTES = 320
-_TONE_AMPLITUDE = 8000  # about -12 dBFS: clearly audible, far from clipping
-_NOISE_AMPLITUDE = 400
+_TONE_AMPLITUDE = 8000  # about -12 dBFS: clearly audible, far from clipping; noise is +-128
 
 
 @dataclass(frozen=True)
@@ -80,18 +81,24 @@ class ToneAudio:
 
     def _block(self, index: int) -> bytes:
         samples = BLOCK_BYTES // SAMPLE_WIDTH
-        first = index * samples
+        tone = _tone(self.sample_rate, self.tone_hz, index * samples)
         # Filler noise, not a secret: a seeded PRNG is what makes the audio reproducible.
-        noise = random.Random(f"exotel-double-audio:{self.seed}:{index}")  # noqa: S311
-        step = 2 * math.pi * self.tone_hz / self.sample_rate
-        block = array(
-            "h",
-            (
-                round(_TONE_AMPLITUDE * math.sin(step * (first + n)))
-                + noise.randint(-_NOISE_AMPLITUDE, _NOISE_AMPLITUDE)
-                for n in range(samples)
-            ),
-        )
+        noise = random.Random(f"exotel-double-audio:{self.seed}:{index}").randbytes(samples)  # noqa: S311
+        block = array("h", [t + n - 128 for t, n in zip(tone, noise, strict=True)])
         if sys.byteorder == "big":
             block.byteswap()
         return block.tobytes()
+
+
+@functools.lru_cache(maxsize=1024)
+def _tone(sample_rate: int, tone_hz: float, first: int) -> tuple[int, ...]:
+    """One block of the tone from sample ``first``. For a whole number of Hz the phase is taken
+    modulo the tone's period in samples, so the few distinct blocks are computed once and a long
+    stream stays exact; the block is built per 20 ms, so this keeps a stream's CPU small."""
+    period = sample_rate // math.gcd(sample_rate, int(tone_hz)) if tone_hz.is_integer() else None
+    if period is not None and first >= period:
+        return _tone(sample_rate, tone_hz, first % period)
+    step = 2 * math.pi * tone_hz / sample_rate
+    count = BLOCK_BYTES // SAMPLE_WIDTH
+    phases = [(first + n) % period if period else first + n for n in range(count)]
+    return tuple(round(_TONE_AMPLITUDE * math.sin(step * phase)) for phase in phases)
