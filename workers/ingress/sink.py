@@ -2,7 +2,8 @@
 
 The guarantee: :meth:`Sink.deliver` returns only once the record is acknowledged by Kafka
 (idempotent producer, acks=all) or fsynced to the spool; otherwise it raises and the caller must
-not answer 2xx.
+not answer 2xx. A caller may let a record pass the spool's bound by ``headroom`` bytes: a live
+stream's last record, so that a stream cut off by a full spool still says how it ended.
 
 Order per call: every record gets a sequence number on arrival. While the spool holds anything
 (or a spool write is in progress), new records go to the spool too, behind it. The drain sends
@@ -142,24 +143,24 @@ class Sink:
 
     # -- delivery ---------------------------------------------------------------------------
 
-    async def deliver(self, topic: str, key: str, value: bytes) -> str:
+    async def deliver(self, topic: str, key: str, value: bytes, *, headroom: int = 0) -> str:
         """``"kafka"`` once acked, ``"spooled"`` once fsynced; raises :class:`SpoolFull`."""
         started = time.monotonic()
         seq = self._spool.reserve()
         self._open.add(seq)
         try:
             if self._producer is None or self._entries or self._writing:
-                await self._to_spool(seq, topic, key, value, inflight=None)
+                await self._to_spool(seq, topic, key, value, inflight=None, headroom=headroom)
                 outcome = "spooled"
             else:
-                outcome = await self._try_kafka(seq, topic, key, value)
+                outcome = await self._try_kafka(seq, topic, key, value, headroom)
         finally:
             self._open.discard(seq)
             self._changed.set()
         self._metrics.produced(outcome, time.monotonic() - started)
         return outcome
 
-    async def _try_kafka(self, seq: int, topic: str, key: str, value: bytes) -> str:
+    async def _try_kafka(self, seq: int, topic: str, key: str, value: bytes, headroom: int) -> str:
         producer = self._producer
         assert producer is not None  # noqa: S101 - deliver() checked, nothing awaited since
         delivery: asyncio.Future[Any] | None = None
@@ -180,7 +181,7 @@ class Sink:
         self._broker_ok = False
         inflight = delivery if delivery is not None and not delivery.done() else None
         try:
-            await self._to_spool(seq, topic, key, value, inflight=inflight)
+            await self._to_spool(seq, topic, key, value, inflight=inflight, headroom=headroom)
         except BaseException:
             if inflight is not None:
                 # Not ours to track any more, but it may still be delivered: wait for it at exit.
@@ -197,11 +198,18 @@ class Sink:
         return await delivery
 
     async def _to_spool(
-        self, seq: int, topic: str, key: str, value: bytes, *, inflight: asyncio.Future[Any] | None
+        self,
+        seq: int,
+        topic: str,
+        key: str,
+        value: bytes,
+        *,
+        inflight: asyncio.Future[Any] | None,
+        headroom: int = 0,
     ) -> None:
         self._writing += 1
         try:
-            record = await self._spool.append(seq, topic, key, value)
+            record = await self._spool.append(seq, topic, key, value, headroom=headroom)
         finally:
             self._writing -= 1
         self._add(_Entry(record, inflight))

@@ -95,10 +95,15 @@ class Spool:
         self._next_seq += 1
         return seq
 
-    async def append(self, seq: int, topic: str, key: str, value: bytes) -> SpoolRecord:
-        """Write and fsync one record; returns once it is durable. Raises :class:`SpoolFull`."""
+    async def append(
+        self, seq: int, topic: str, key: str, value: bytes, *, headroom: int = 0
+    ) -> SpoolRecord:
+        """Write and fsync one record; returns once it is durable. Raises :class:`SpoolFull`.
+
+        ``headroom``: bytes this record may take past the bound (a stream's last record).
+        """
         blob = json_codec.dumps({"topic": topic, "key": key}) + b"\n" + value
-        if self._bytes + len(blob) > self.max_bytes:
+        if self._bytes + len(blob) > self.max_bytes + headroom:
             raise SpoolFull(f"spool {self.directory} holds {self._bytes} of {self.max_bytes} bytes")
         self._bytes += len(blob)  # reserved now, so concurrent appends cannot overshoot
         try:

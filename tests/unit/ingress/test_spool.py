@@ -37,6 +37,10 @@ async def test_full_spool_refuses_and_keeps_nothing(tmp_path):
     with pytest.raises(SpoolFull):
         await spool.append(spool.reserve(), "t", "k", b"x" * 100)
     assert len(list(tmp_path.glob("*.rec"))) == 1
+    await spool.append(spool.reserve(), "t", "k", b"x" * 100, headroom=100)  # a stream's last
+    with pytest.raises(SpoolFull):
+        await spool.append(spool.reserve(), "t", "k", b"x" * 100, headroom=100)
+    assert len(list(tmp_path.glob("*.rec"))) == 2
     spool.close()
 
 

@@ -226,7 +226,7 @@ async def test_a_client_close_without_stop_still_ends_with_closed(make_client, b
         "client_closed", 4000)  # fmt: skip
 
 
-async def test_a_full_spool_closes_with_1013_and_counts_the_loss(make_client, broker):
+async def test_a_full_spool_closes_with_1013_and_counts_the_loss(make_client, broker, tmp_path):
     broker.reachable = False  # no producer: every record goes to the spool
     async with make_client(EXOPIPE_INGRESS_SPOOL_MAX_BYTES="20000") as client:
         frames = [start_frame(1, WHO, 8000)]
@@ -244,6 +244,16 @@ async def test_a_full_spool_closes_with_1013_and_counts_the_loss(make_client, br
     assert ws.close_code == 1013
     assert 'exopipe_ingress_stream_lost_total{record="frame"} 1.0' in metrics
     assert 'exopipe_ingress_streams_closed_total{reason="spool_full"} 1.0' in metrics
+    assert 'exopipe_ingress_stream_lost_total{record="closed"}' not in metrics
+    # The closed record passed the full spool's bound by its headroom: it tells the loss.
+    files = sorted(tmp_path.glob("spool/*.rec"))
+    spooled = [json.loads(f.read_bytes().partition(b"\n")[2]) for f in files]
+    closed = [e["data"]["closed"] for e in spooled if e["data"].get("event") == "closed"]
+    assert len(closed) == 2  # audio and event topics
+    assert closed[0]["reason"] == "spool_full" and closed[0]["close_code"] == 1013
+    assert closed[0]["lost"] == 1
+    kept = [e for e in spooled if e["type"] == STREAM_AUDIO.event_type][:-1]  # closed aside
+    assert closed[0]["frames"] == len(kept) + closed[0]["lost"]
 
 
 async def test_shutdown_closes_open_streams_with_1001_and_their_closed_record(make_client, broker):
