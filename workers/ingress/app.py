@@ -108,7 +108,9 @@ def build_app(
     cfg = settings.ingress
     metrics = IngressMetrics()
     factory = producer_factory or (
-        lambda: new_producer(settings, client_id="exopipe-ingress", request_timeout_ms=10_000)
+        lambda: new_producer(
+            settings, client_id="exopipe-ingress", request_timeout_ms=10_000, max_batch_size=262144
+        )
     )
     sink = Sink(
         Spool(cfg.spool_dir, cfg.spool_max_bytes),
