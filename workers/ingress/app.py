@@ -107,9 +107,11 @@ def build_app(
     _redact_parser_errors()
     cfg = settings.ingress
     metrics = IngressMetrics()
+    # 256 KiB batches: a stream's media frame is ~4.5 KB and aiokafka's default (16 KiB) held 3 of
+    # them, so frames waited for room in a full batch.
     factory = producer_factory or (
         lambda: new_producer(
-            settings, client_id="exopipe-ingress", request_timeout_ms=10_000, max_batch_size=262144
+            settings, client_id="exopipe-ingress", request_timeout_ms=10_000, max_batch_size=262_144
         )
     )
     sink = Sink(
