@@ -25,7 +25,7 @@ Close codes (the ``closed`` record carries the code and a reason):
                            closed record may pass the spool's bound by a little (1 MiB
                            for all streams), so it still tells the loss.
 4408   idle_timeout        No frame for EXOPIPE_INGRESS_STREAM_IDLE_TIMEOUT_S.
-(peer) protocol_error      Not a valid WebSocket frame (aiohttp's code, 1002 or 1007).
+(peer) protocol_error      Not a valid WebSocket frame (aiohttp's code, 1002).
 =====  ==================  ==========================================================
 
 This module must never log a secret, a frame's audio or the URL's query.

@@ -289,3 +289,30 @@ async def test_frames_stay_in_order_through_a_slow_kafka_and_the_spool(
         await eventually(lambda: not list((tmp_path / "spool").glob("*.rec")))
     audio = [r["data"]["frame_index"] for r in records(broker, STREAM_AUDIO)]
     assert audio == list(range(11))  # connected .. closed, each once, in frame order
+
+
+async def test_a_dropped_link_ends_as_client_closed_1006(make_client, broker):
+    """The TCP connection goes without a close frame (a network drop, a killed sender)."""
+    async with make_client() as client:
+        reader, writer = await asyncio.open_connection("127.0.0.1", client.server.port)
+        key = "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13"
+        upgrade = "Upgrade: websocket\r\nConnection: Upgrade"
+        writer.write(f"GET {URL} HTTP/1.1\r\nHost: x\r\n{upgrade}\r\n{key}\r\n\r\n".encode())
+        assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101")
+        text = json.dumps(start_frame(1, WHO, 8000)).encode()
+        # One text frame, masked with a zero key (the mask is required, its value is not).
+        header = bytes([0x81, 0x80 | 126]) + len(text).to_bytes(2, "big") + bytes(4)
+        writer.write(header + text)
+        await writer.drain()
+        await eventually(lambda: len(records(broker, STREAM_AUDIO)) == 1)
+        writer.transport.abort()
+        await eventually(lambda: ended(broker))
+    closed = records(broker, STREAM_EVENT)[-1]["data"]["closed"]
+    assert (closed["reason"], closed["close_code"], closed["frames"]) == ("client_closed", 1006, 1)
+
+
+async def test_a_sender_outside_the_allowlist_gets_403_before_the_upgrade(make_client, broker):
+    async with make_client(EXOPIPE_INGRESS_ALLOWED_CIDRS="10.0.0.0/8") as client:
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await client.ws_connect(URL)
+    assert refused.value.status == 403 and broker.sent == []
