@@ -280,11 +280,11 @@ class StreamConnection:
             return "client_closed", self.ws.close_code or CLOSE_ABNORMAL
         self.tally.frames += 1
         reason = "frame_too_large" if error.code == 1009 else "protocol_error"
+        self.ending = self.ending or (reason, int(error.code))  # aiohttp closed with this code
         size = _SIZE_IN_ERROR.search(str(error))
         await self._reject(
             self._take_index(), b"", reason, [f"frame: {error}"], size=int(size[1]) if size else 0
         )
-        self.ending = self.ending or (reason, int(error.code))
         return self.ending
 
     async def _finish(self, reason: str, code: int) -> None:
