@@ -18,7 +18,7 @@ from bench.results import PathResult
 from workers import json_codec
 
 # Run in this order: the cheap paths first, end to end last.
-PATHS = ("ingress", "enricher", "archiver", "settings_applier", "end_to_end")
+PATHS = ("ingress", "stream", "enricher", "archiver", "settings_applier", "end_to_end")
 
 
 def _measure(part: str, quick: bool) -> list[PathResult]:

@@ -21,14 +21,17 @@ from pathlib import Path
 
 import httpx
 
+from workers import json_codec
 from workers.config import Settings
 from workers.kafka import admin_client
 from workers.topic_admin import apply_catalog
 
 __all__ = [
+    "BENCH_SECRET",
     "bench_env",
     "create_topics",
     "free_port",
+    "ingress_env",
     "peak_rss_mib",
     "running",
     "settings_of",
@@ -50,6 +53,25 @@ def bench_env(**overrides: str) -> dict[str, str]:
     env["EXOPIPE_LOG_LEVEL"] = "WARNING"
     env.update(overrides)
     return env
+
+
+BENCH_SECRET = "bench-secret"  # noqa: S105 - a throwaway tenant secret for a loopback bench
+
+
+def ingress_env(work: Path, **overrides: str) -> tuple[dict[str, str], int]:
+    """``bench_env`` for an ingress on a free port: tenant ``bench`` (``BENCH_SECRET``), its spool
+    in ``work``, no rate limit; returns the environment and the port."""
+    secrets = work / "secrets.json"
+    secrets.write_bytes(json_codec.dumps({"ingress_tenants": {"bench": [BENCH_SECRET]}}))
+    port = free_port()
+    env = bench_env(
+        EXOPIPE_SECRETS_FILE=str(secrets),
+        EXOPIPE_INGRESS_PORT=str(port),
+        EXOPIPE_INGRESS_SPOOL_DIR=str(work / "spool"),
+        EXOPIPE_INGRESS_RATE_LIMIT_PER_S="0",
+        **overrides,
+    )
+    return env, port
 
 
 def settings_of(env: dict[str, str]) -> Settings:

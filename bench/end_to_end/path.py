@@ -28,9 +28,10 @@ from aiokafka.admin import NewTopic
 
 from bench.kafka_io import reader_at_end
 from bench.processes import (
-    bench_env,
+    BENCH_SECRET,
     create_topics,
     free_port,
+    ingress_env,
     running,
     settings_of,
     wait_for_http,
@@ -44,7 +45,6 @@ from workers.kafka import admin_client, new_producer
 
 __all__ = ["measure"]
 
-SECRET = "bench-e2e-secret"  # noqa: S105 - a throwaway tenant secret for a loopback bench
 RING_S = 1.0  # popup to missed call: a short ring, so the popup is always there first
 CONNECTIONS = 48
 RATE = 500.0  # missed calls per second (the figure)
@@ -111,7 +111,7 @@ class Connections:
 def _request(customer: str, app: str, kind: str, body: dict[str, object]) -> bytes:
     payload = json_codec.dumps(body)
     return (
-        f"POST /v1/{customer}/{app}/{kind}?token={SECRET} HTTP/1.1\r\n"
+        f"POST /v1/{customer}/{app}/{kind}?token={BENCH_SECRET} HTTP/1.1\r\n"
         f"Host: 127.0.0.1\r\nContent-Type: application/json\r\n"
         f"Content-Length: {len(payload)}\r\n\r\n"
     ).encode() + payload
@@ -234,14 +234,9 @@ def measure(quick: bool) -> list[PathResult]:
     warm_s = 1.0 if quick else 5.0
     with tempfile.TemporaryDirectory(prefix="exopipe-bench-e2e-") as tmp:
         work = Path(tmp)
-        secrets = work / "secrets.json"
-        secrets.write_bytes(json_codec.dumps({"ingress_tenants": {"bench": [SECRET]}}))
-        port, ops_port = free_port(), free_port()
-        env = bench_env(
-            EXOPIPE_SECRETS_FILE=str(secrets),
-            EXOPIPE_INGRESS_PORT=str(port),
-            EXOPIPE_INGRESS_SPOOL_DIR=str(work / "spool"),
-            EXOPIPE_INGRESS_RATE_LIMIT_PER_S="0",
+        ops_port = free_port()
+        env, port = ingress_env(
+            work,
             EXOPIPE_WORKER_DATA_DIR=str(work / "worker-data"),
             EXOPIPE_WORKER_HTTP_PORT=str(ops_port),
         )

@@ -31,7 +31,14 @@ from pathlib import Path
 
 import httpx
 
-from bench.processes import bench_env, create_topics, free_port, running, settings_of, wait_for_http
+from bench.processes import (
+    BENCH_SECRET,
+    create_topics,
+    ingress_env,
+    running,
+    settings_of,
+    wait_for_http,
+)
 from bench.results import PathResult, median
 from topics.catalog import WEBHOOK_INCOMING_CALL
 from workers import json_codec
@@ -40,7 +47,6 @@ from workers.kafka import all_partitions, new_reader
 __all__ = ["Wrk", "measure", "require_wrk", "run_baseline", "run_rounds", "run_wrk"]
 
 HERE = Path(__file__).resolve().parent
-SECRET = "bench-secret"  # noqa: S105 - a throwaway tenant secret for a loopback bench
 CONCURRENCY = 32
 WRK_THREADS = 1
 TARGET_RATIO = 0.7
@@ -159,18 +165,10 @@ def run_rounds(
     require_wrk()
     with tempfile.TemporaryDirectory(prefix="exopipe-bench-ingress-") as tmp:
         work = Path(tmp)
-        secrets = work / "secrets.json"
-        secrets.write_bytes(json_codec.dumps({"ingress_tenants": {"bench": [SECRET]}}))
-        port = free_port()
-        env = bench_env(
-            EXOPIPE_SECRETS_FILE=str(secrets),
-            EXOPIPE_INGRESS_PORT=str(port),
-            EXOPIPE_INGRESS_SPOOL_DIR=str(work / "spool"),
-            EXOPIPE_INGRESS_RATE_LIMIT_PER_S="0",
-        )
+        env, port = ingress_env(work)
         create_topics(settings_of(env))
         base = f"http://127.0.0.1:{port}"
-        url = f"{base}/v1/bench/app/popup?token={SECRET}"
+        url = f"{base}/v1/bench/app/popup?token={BENCH_SECRET}"
         top: list[Wrk] = []
         paced: list[Wrk] = []
         offered: list[float] = []
