@@ -20,7 +20,7 @@ Close codes (the ``closed`` record carries the code and a reason):
 1001   shutdown            The ingress is stopping (SIGTERM).
 1008   session_too_long    Open longer than EXOPIPE_INGRESS_STREAM_MAX_SESSION_S.
 1009   frame_too_large     A frame over EXOPIPE_INGRESS_STREAM_MAX_FRAME_BYTES.
-1011   protocol_error      An unexpected failure in the ingress (logged).
+1011   internal_error      An unexpected failure in the ingress (logged).
 1013   spool_full          Kafka unavailable and the spool full: frames were lost. The
                            closed record may pass the spool's bound by a little (1 MiB
                            for all streams), so it still tells the loss.
@@ -238,7 +238,7 @@ class StreamConnection:
             raise
         except Exception:
             log.exception("stream %s failed; closing it", self.connection_id)
-            reason, code = await self.end("protocol_error", CLOSE_INTERNAL)
+            reason, code = await self.end("internal_error", CLOSE_INTERNAL)
         await self._finish(reason, code)
 
     async def end(self, reason: str, code: int) -> tuple[str, int]:
@@ -407,6 +407,11 @@ class StreamConnection:
             size=len(raw) if size is None else size,
             received_at=at or datetime.now(UTC),
             event_id=deterministic_id("rejected", KIND, self.connection_id, str(index)),
+            stream={
+                "stream_sid": self.stream_sid,
+                "connection_id": self.connection_id,
+                "frame_index": index,
+            },
         )
         try:
             await self.refusal.keep(event)

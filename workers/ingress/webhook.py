@@ -214,8 +214,12 @@ class Refusal:
         size: int,
         received_at: datetime | None = None,
         event_id: str | None = None,
+        stream: dict[str, Any] | None = None,
     ) -> CloudEvent:
-        """The rejected record, scrubbed of secrets (default id: one per distinct request)."""
+        """The rejected record, scrubbed of secrets (default id: one per distinct request).
+
+        ``stream`` places a refused stream frame: its stream_sid, connection_id and frame_index.
+        """
         ing, request = self.ing, self.request
         received_at = received_at or self.received_at
         secrets = [s.reveal() for s in ing.secrets.tenant_secrets(self.customer_id, self.app_id)]
@@ -238,6 +242,8 @@ class Refusal:
             body_cap=ing.settings.ingress.rejected_body_bytes,
             secrets=secrets,
         )
+        if stream is not None:
+            data["stream"] = stream
         if event_id is None:
             event_id = rejected_id(
                 self.customer_id, self.app_id, self.kind, body + data["url"].encode()

@@ -156,6 +156,12 @@ async def test_a_bad_frame_is_recorded_and_the_stream_goes_on(ingress_client, un
     assert (record.data["reason"], record.data["kind"], record.data["stage"]) == (
         reason, "stream", "ingress")  # fmt: skip
     assert record.data["body"] == (bad if isinstance(bad, str) else json.dumps(bad))
+    # Where the refused frame was: its stream, its connection, its place on it.
+    assert record.data["stream"] == {
+        "stream_sid": sid,
+        "connection_id": audio[0].data["connection_id"],
+        "frame_index": 1,
+    }
     assert record.data["url"].endswith("token=%5Bredacted%5D") and SECRET not in str(record.data)
 
 
