@@ -222,7 +222,9 @@ async def test_in_flight_calls_spread_over_small_pools_and_none_waits_for_a_conn
         tokens = {f"cust_1/{app}": f"tok-{app}" for app in apps}
         for app in apps:
             double.state.add_app("cust_1", app, f"tok-{app}")
-        double.state.latency_ms = 300.0
+        # Long enough that a second round (>= 2 s) stands apart from one round plus the noise of
+        # a busy machine (0.3 s seen in CI with a 300 ms latency).
+        double.state.latency_ms = 1000.0
         secrets = SecretStore.from_mapping({"exotel_apps": tokens})
         async with ExotelClient(
             double.api_base_url, secrets, max_connections=8, pool_size=2
@@ -235,7 +237,7 @@ async def test_in_flight_calls_spread_over_small_pools_and_none_waits_for_a_conn
             took = time.perf_counter() - started
             assert [a.app_id for a in answers] == apps
             assert all(pool.active == 0 for pool in client._pools)
-    assert took < 0.55, f"some calls waited for a connection ({took:.2f} s)"
+    assert took < 1.9, f"some calls waited for a connection ({took:.2f} s)"
 
 
 async def test_pools_are_sized_from_max_connections() -> None:
