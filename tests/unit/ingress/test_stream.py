@@ -213,6 +213,23 @@ async def test_idle_and_overlong_streams_are_closed(make_client, broker, env, re
     assert (closed["reason"], closed["close_code"]) == (reason, code)
 
 
+async def test_time_spent_delivering_a_frame_is_not_idle(make_client, broker):
+    # Kafka takes a full second over the first record (then the spool has it): longer than the
+    # idle timeout, but the stream was not idle, the ingress was busy with its frame.
+    broker.room = asyncio.Event()
+    env = {"EXOPIPE_INGRESS_STREAM_IDLE_TIMEOUT_S": "0.3", "EXOPIPE_INGRESS_PRODUCE_TIMEOUT_S": "1"}
+    async with make_client(**env) as client:
+        ws = await client.ws_connect(URL)
+        await ws.send_str(json.dumps(start_frame(1, WHO, 8000)))
+        for n in range(3):
+            await ws.send_str(json.dumps(media_frame(n + 2, "S1", n + 1, 100 * n, CHUNK)))
+        await asyncio.sleep(1.2)
+        await ws.send_str(json.dumps(stop_frame(5, WHO, "callended")))
+        async with asyncio.timeout(5):
+            await ws.receive()
+    assert ws.close_code == 1000
+
+
 async def test_a_client_close_without_stop_still_ends_with_closed(make_client, broker):
     async with make_client() as client:
         ws = await client.ws_connect(URL)
