@@ -24,12 +24,13 @@ import httpx
 from workers import json_codec
 from workers.config import Settings
 from workers.kafka import admin_client
-from workers.topic_admin import apply_catalog
+from workers.topic_admin import apply_catalog, delete_topics_with_prefixes
 
 __all__ = [
     "BENCH_SECRET",
     "bench_env",
     "create_topics",
+    "delete_bench_topics",
     "free_port",
     "ingress_env",
     "peak_rss_mib",
@@ -38,6 +39,10 @@ __all__ = [
     "wait_for_http",
     "wait_for_log",
 ]
+
+
+# Every bench run's topics start with this (then a run id), so they can all go afterwards.
+TOPIC_PREFIX = "bench-"
 
 
 def free_port() -> int:
@@ -49,7 +54,7 @@ def free_port() -> int:
 def bench_env(**overrides: str) -> dict[str, str]:
     """This environment with a fresh topic prefix and quiet logs, plus ``overrides``."""
     env = dict(os.environ)
-    env["EXOPIPE_TOPIC_PREFIX"] = f"bench-{uuid.uuid4().hex[:8]}."
+    env["EXOPIPE_TOPIC_PREFIX"] = f"{TOPIC_PREFIX}{uuid.uuid4().hex[:8]}."
     env["EXOPIPE_LOG_LEVEL"] = "WARNING"
     env.update(overrides)
     return env
@@ -84,6 +89,16 @@ def create_topics(settings: Settings) -> None:
             await apply_catalog(admin, name_prefix=settings.topic_prefix)
 
     asyncio.run(apply())
+
+
+def delete_bench_topics(settings: Settings) -> int:
+    """Delete every bench run's topics (this one's and any a killed run left); how many."""
+
+    async def delete() -> int:
+        async with admin_client(settings) as admin:
+            return await delete_topics_with_prefixes(admin, [TOPIC_PREFIX])
+
+    return asyncio.run(delete())
 
 
 @contextmanager

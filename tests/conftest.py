@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
+from workers import topic_admin
 from workers.config import Settings
 
 _PASSED_ON = ("EXOPIPE_", "AWS_")
@@ -68,20 +69,14 @@ def stack_env() -> Iterator[dict[str, str]]:
 
 
 def delete_topics_with_prefixes(bootstrap: str, prefixes: list[str]) -> None:
-    """Delete every topic a test made (its catalog copies, faust's changelogs and repartitions).
-
-    A broker keeps files open for every partition: without this, a few test runs leave tens of
-    thousands of partitions behind and Kafka dies of "Too many open files". Runs in a thread of
-    its own so that the test session's event loop is left alone.
-    """
+    """Delete every topic a test made (``topic_admin.delete_topics_with_prefixes``), in a
+    thread of its own so that the test session's event loop is left alone."""
 
     async def delete() -> None:
         admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15_000)
         await admin.start()
         try:
-            names = [t for t in await admin.list_topics() if t.startswith(tuple(prefixes))]
-            if names:
-                await admin.delete_topics(names)
+            await topic_admin.delete_topics_with_prefixes(admin, prefixes)
         finally:
             await admin.close()
 

@@ -30,6 +30,7 @@ __all__ = [
     "Drift",
     "TopicState",
     "apply_catalog",
+    "delete_topics_with_prefixes",
     "describe_topics",
     "find_drift",
     "register",
@@ -159,6 +160,20 @@ async def apply_catalog(
         unchanged=tuple(name for name in names if name not in {n for n, _ in missing}),
         drift=tuple(drift),
     )
+
+
+async def delete_topics_with_prefixes(admin: AIOKafkaAdminClient, prefixes: Sequence[str]) -> int:
+    """Delete every topic whose name starts with one of ``prefixes``; how many there were.
+
+    For the topics a test or a bench run made under its own prefix (catalog copies, faust's
+    changelogs and repartitions). A broker keeps files open and metadata for every partition:
+    left behind, a few runs pile up thousands of partitions, every client's metadata grows, and
+    the next runs are slower (or Kafka dies of "Too many open files").
+    """
+    names = [t for t in await admin.list_topics() if t.startswith(tuple(prefixes))]
+    if names:
+        await admin.delete_topics(names)
+    return len(names)
 
 
 def _raise_for_topic_errors(response: dict[str, Any]) -> set[str]:
