@@ -66,7 +66,13 @@ def _describe(error: ValidationError) -> str:
 
 
 def violations(spec: TopicSpec, data: Any) -> list[str]:
-    """Every reason ``data`` breaks the topic's schema, as ``path: message``; empty when valid."""
+    """Every reason ``data`` breaks the topic's schema, as ``path: message``; empty when valid.
+
+    Valid data is recognised by the compiled check first: :mod:`jsonschema`'s walk of valid data
+    was 3% of the settings worker's CPU per command.
+    """
+    if quick_check_for(spec.schema)(data):
+        return []
     errors = sorted(
         validator_for(spec.schema).iter_errors(data), key=lambda e: [str(p) for p in e.path]
     )
@@ -74,8 +80,6 @@ def violations(spec: TopicSpec, data: Any) -> list[str]:
 
 
 def validate_data(spec: TopicSpec, data: Any) -> None:
-    if quick_check_for(spec.schema)(data):
-        return
     errors = violations(spec, data)
     if errors:
         raise SchemaViolation(spec.name, errors)
