@@ -34,6 +34,15 @@ def test_content_is_deterministic_sized_and_chunked() -> None:
     assert list(iter_content(0, "s1")) == []
 
 
+def test_chunks_in_another_order_change_the_content() -> None:
+    """A part uploaded twice, dropped or out of order must not leave the same sha256."""
+    first, second, third = iter_content(3 * CHUNK_SIZE, "s1")
+    assert len({first, second, third}) == 3
+    swapped = hashlib.sha256(second + first + third).hexdigest()
+    repeated = hashlib.sha256(first + first + third).hexdigest()
+    assert sha256_of(3 * CHUNK_SIZE, "s1") not in {swapped, repeated}
+
+
 async def test_register_and_fetch(ctl: AsyncDoubleControl, http: httpx.AsyncClient) -> None:
     size = 1_000_003
     info = await ctl.register_recording("call_123.mp3", size, seed=7)
