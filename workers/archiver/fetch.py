@@ -63,10 +63,12 @@ class _HashingWriter:
         self._pending: asyncio.Future[None] | None = None
 
     def _write(self, chunks: list[bytes]) -> None:
-        # hashlib and file writes release the GIL: this runs beside the receiving loop.
-        for chunk in chunks:
-            self._digest.update(chunk)
-            self._sink.write(chunk)
+        # hashlib and file writes release the GIL: this runs beside the receiving loop. One
+        # update and one write per batch: each call has to take the GIL back from the loop, and
+        # two per chunk (16 a batch) made a 100 MiB download take 0.53 s instead of 0.40 s.
+        data = b"".join(chunks)
+        self._digest.update(data)
+        self._sink.write(data)
 
     async def add(self, chunk: bytes) -> None:
         self._buffer.append(chunk)
