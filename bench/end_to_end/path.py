@@ -230,8 +230,8 @@ def _warm_up(port: int, settings: Settings, rate: float, seconds: float) -> None
 
 
 def measure(quick: bool) -> list[PathResult]:
-    runs, seconds, base_seconds, rate = (1, 3.0, 2.0, 200.0) if quick else (3, 60.0, 20.0, RATE)
-    warm_s = 1.0 if quick else 5.0
+    runs, seconds, base_seconds, rate = (1, 1.0, 0.5, 200.0) if quick else (3, 60.0, 20.0, RATE)
+    warm_s = 0.5 if quick else 5.0
     with tempfile.TemporaryDirectory(prefix="exopipe-bench-e2e-") as tmp:
         work = Path(tmp)
         ops_port = free_port()

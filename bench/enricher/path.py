@@ -66,7 +66,7 @@ class Sizes:
 
 
 FULL = Sizes(runs=3, burst=10_000, latency_s=20.0, settle_s=5.0, warm_up=200)
-QUICK = Sizes(runs=1, burst=500, latency_s=1.0, settle_s=0.2, warm_up=50)
+QUICK = Sizes(runs=1, burst=500, latency_s=0.5, settle_s=0.2, warm_up=20)
 
 
 def _event(spec: TopicSpec, sid: str, i: int) -> bytes:
