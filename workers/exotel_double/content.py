@@ -48,10 +48,11 @@ def sha256_of(size: int, seed: str) -> str:
 
 
 def _block(seed: str, index: int) -> bytes:
-    return index.to_bytes(8, "big") + _seed_block(seed)[8:]
+    return index.to_bytes(8, "big") + _seed_filler(seed)
 
 
 @lru_cache(maxsize=64)
-def _seed_block(seed: str) -> bytes:
+def _seed_filler(seed: str) -> bytes:
+    """The random rest of every chunk of ``seed``'s content (a chunk less its 8-byte index)."""
     # Filler bytes, not secrets: a seeded PRNG is what makes the content reproducible.
-    return random.Random(f"exotel-double:{seed}").randbytes(CHUNK_SIZE)  # noqa: S311
+    return random.Random(f"exotel-double:{seed}").randbytes(CHUNK_SIZE - 8)  # noqa: S311
