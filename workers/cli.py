@@ -25,7 +25,7 @@ _COMMAND_MODULES: dict[str, str] = {
     "stack": "workers.localstack.cli",
     "topics": "workers.topic_admin",
     "double": "workers.exotel_double.cli",
-    "worker": "workers.faust_app",
+    "worker": "workers.plumbing.worker_command",
     "ingress": "workers.ingress.cli",
     "settings": "workers.settings_applier.cli",
     "demo": "workers.demo.cli",

@@ -1,6 +1,6 @@
-"""The one place faust apps are configured, and ``exopipe worker NAME`` that runs one.
+"""The one place faust apps are configured, and :func:`run_worker` that runs one.
 
-Each worker package (``settings``, ``archiver``, ``enricher``, ``stream-archiver``) exposes
+Each faust worker package (``settings``, ``archiver``, ``stream-archiver``) exposes
 ``create_app(settings, replication) -> faust.App`` built with :func:`new_app`; its agents read
 catalog topics through :func:`catalog_topic`. Every worker is its own faust app (its own consumer
 group and table changelogs), so each can be deployed and scaled on its own.
@@ -12,7 +12,6 @@ with ``PartitionsMismatch``.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
 from collections.abc import Mapping
@@ -24,21 +23,19 @@ from faust.transport.drivers import aiokafka as aiokafka_driver
 
 from topics.catalog import CATALOG, TopicSpec
 from workers.config import Settings
-from workers.kafka import admin_client
 from workers.logs import logging_config
 from workers.ops_http import OpsHttp
 from workers.recovery_watch import RecoveryWatchService
-from workers.topic_admin import apply_catalog, effective_replication
+from workers.topic_admin import prepare_catalog
 from workers.worker_metrics import PrometheusSensor
 
-__all__ = ["WORKERS", "catalog_topic", "new_app", "raw_topic", "register", "run_worker"]
+__all__ = ["FAUST_WORKERS", "catalog_topic", "new_app", "raw_topic", "run_worker"]
 
 log = logging.getLogger(__name__)
 
 # name -> module exposing create_app(settings: Settings, replication: int) -> faust.App
-WORKERS: dict[str, str] = {
+FAUST_WORKERS: dict[str, str] = {
     "archiver": "workers.archiver.app",
-    "enricher": "workers.enricher.app",
     "settings": "workers.settings_applier.app",
     "stream-archiver": "workers.stream_archiver.app",
 }
@@ -123,26 +120,10 @@ def catalog_topic(app: faust.App, settings: Settings, spec: TopicSpec) -> Any:
     return raw_topic(app, resolved.name, partitions=resolved.partitions)
 
 
-async def _prepare_topics(settings: Settings) -> int:
-    """Create missing catalog topics; return the replication factor internal topics should use."""
-    async with admin_client(settings) as admin:
-        report = await apply_catalog(
-            admin,
-            replication_override=settings.topic_replication_factor,
-            name_prefix=settings.topic_prefix,
-        )
-        brokers = len((await admin.describe_cluster())["brokers"])
-    for name in report.created:
-        log.info("created topic %s", name)
-    for drift in report.drift:
-        log.warning("topic drift: %s", drift)
-    return effective_replication(CATALOG[0], brokers, settings.topic_replication_factor)
-
-
 def run_worker(name: str, settings: Settings) -> int:
     """Run one worker until SIGTERM or SIGINT; faust handles the signals and a clean stop."""
-    module = import_module(WORKERS[name])
-    replication = asyncio.run(_prepare_topics(settings))
+    module = import_module(FAUST_WORKERS[name])
+    replication = asyncio.run(prepare_catalog(settings))
     app = module.create_app(settings, replication)
     app.sensors.add(PrometheusSensor(app, name))
     services: list[Any] = [RecoveryWatchService(app)]
@@ -163,9 +144,3 @@ def run_worker(name: str, settings: Settings) -> int:
     worker.spinner = None
     worker.execute_from_commandline()
     return 0
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("worker", help="run a stream worker until stopped")
-    parser.add_argument("name", choices=sorted(WORKERS), help="which worker to run")
-    parser.set_defaults(handler=lambda args, settings: run_worker(args.name, settings))

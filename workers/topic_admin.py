@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -30,11 +31,15 @@ __all__ = [
     "Drift",
     "TopicState",
     "apply_catalog",
+    "create_internal_topics",
     "delete_topics_with_prefixes",
     "describe_topics",
     "find_drift",
+    "prepare_catalog",
     "register",
 ]
+
+log = logging.getLogger(__name__)
 
 _TOPIC_EXISTS = 36
 
@@ -174,6 +179,40 @@ async def delete_topics_with_prefixes(admin: AIOKafkaAdminClient, prefixes: Sequ
     if names:
         await admin.delete_topics(names)
     return len(names)
+
+
+async def create_internal_topics(admin: AIOKafkaAdminClient, topics: Sequence[NewTopic]) -> None:
+    """Create a worker's own topics (changelogs, repartitions) that are missing; alter nothing.
+
+    They are not in the catalog: their names carry the worker's group, and no one else reads
+    them. Created before the worker subscribes, with the partition count declared here, so no
+    broker default ever decides it.
+    """
+    existing = set(await admin.list_topics())
+    missing = [topic for topic in topics if topic.name not in existing]
+    if missing:
+        _raise_for_topic_errors((await admin.create_topics(missing)).to_object())
+        await _wait_until_visible(admin, [topic.name for topic in missing])
+
+
+async def prepare_catalog(settings: Settings) -> int:
+    """Create missing catalog topics; return the replication factor internal topics should use.
+
+    Every worker does this before it starts: a consumer would otherwise let the broker create a
+    source topic with its default partition count.
+    """
+    async with admin_client(settings) as admin:
+        report = await apply_catalog(
+            admin,
+            replication_override=settings.topic_replication_factor,
+            name_prefix=settings.topic_prefix,
+        )
+        brokers = len((await admin.describe_cluster())["brokers"])
+    for name in report.created:
+        log.info("created topic %s", name)
+    for drift in report.drift:
+        log.warning("topic drift: %s", drift)
+    return effective_replication(CATALOG[0], brokers, settings.topic_replication_factor)
 
 
 def _raise_for_topic_errors(response: dict[str, Any]) -> set[str]:

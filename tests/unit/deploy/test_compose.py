@@ -14,7 +14,7 @@ import yaml
 from workers.cli import build_parser
 from workers.config import Settings
 from workers.demo.environment import secrets_from_store
-from workers.faust_app import WORKERS
+from workers.plumbing.worker_command import WORKERS
 from workers.secret_store import SecretStore
 
 ROOT = Path(__file__).resolve().parents[3]

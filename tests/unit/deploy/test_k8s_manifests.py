@@ -12,9 +12,9 @@ import yaml
 
 from topics.catalog import CATALOG
 from workers.config import Settings
-from workers.faust_app import WORKERS
 from workers.ingress.app import build_app
 from workers.ops_http import OpsHttp
+from workers.plumbing.worker_command import WORKERS
 from workers.secret_store import SecretStore
 from workers.strimzi import render_yaml, resource_name
 

@@ -48,7 +48,7 @@ def test_run_worker_at_warning_leaves_the_root_logger_at_warning(
 
     app = faust.App("test-logging", broker="kafka://127.0.0.1:1", web_enabled=False)
     module = types.SimpleNamespace(create_app=lambda settings, replication: app)
-    monkeypatch.setattr(faust_app, "_prepare_topics", no_topics)
+    monkeypatch.setattr(faust_app, "prepare_catalog", no_topics)
     monkeypatch.setattr(faust_app, "import_module", lambda name: module)
     monkeypatch.setattr(faust_app.faust, "Worker", StartsLoggingOnly)
     settings = Settings.from_env({"EXOPIPE_LOG_LEVEL": "WARNING"})
