@@ -1,4 +1,4 @@
-"""deterministic_id and format_time give exactly what their plain definitions give: uuid5 of
+"""deterministic_id, format_time and format_ms give exactly what their plain definitions give: uuid5 of
 the joined parts, and strftime with a four-digit year (they are computed faster, not otherwise)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from hypothesis import given
 from hypothesis import strategies as st
 
-from topics.events import _ID_NAMESPACE, deterministic_id, format_time
+from topics.events import _ID_NAMESPACE, deterministic_id, format_ms, format_time
 
 from .strategies import safe_text
 
@@ -35,3 +35,9 @@ def test_format_time_is_strftime_with_a_four_digit_year(moment: datetime) -> Non
         f"{utc.year:04d}" + utc.strftime("-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
     )
     assert format_time(moment) == expected
+
+
+@given(epoch_ms=st.integers(min_value=0, max_value=253_402_300_799_999))  # up to year 9999
+def test_format_ms_writes_what_format_time_writes_for_the_same_millisecond(epoch_ms: int) -> None:
+    moment = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=epoch_ms)
+    assert format_ms(epoch_ms) == format_time(moment)

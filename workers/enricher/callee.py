@@ -6,6 +6,7 @@ ones put a number. The user part is what a callback team recognizes (the agent o
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 from urllib.parse import unquote
 
@@ -14,6 +15,7 @@ __all__ = ["describe_callee", "sip_user"]
 _SCHEMES = ("sip:", "sips:")
 
 
+@lru_cache(maxsize=4096)  # an app's callees are a few agents and extensions
 def sip_user(raw: str) -> str | None:
     """``user`` from ``sip:user@host[;params]`` (also ``sips:`` and ``<sip:...>``); else None."""
     text = raw.strip()

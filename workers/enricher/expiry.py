@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import heapq
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 __all__ = ["Due", "ExpiryQueues"]
 
 
-@dataclass(frozen=True, order=True)
-class Due:
+class Due(NamedTuple):
+    """A tuple, so the heap compares in C (a dataclass's ``__lt__`` was 3 % of the worker)."""
+
     due_ms: int
     # Ties (holds due in the same millisecond) go in the order they were queued, which is the
     # order their calls were read: never by key, which put a caller's later call first.

@@ -7,12 +7,11 @@ whose message is the reason written to ``exotel.webhook.rejected``.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from topics.catalog import TopicSpec
-from topics.events import InvalidEvent, format_time, parse_event, parse_time
+from topics.events import InvalidEvent, format_ms, parse_event, parse_time
 from topics.schemas import SchemaViolation
 from workers.enricher.callee import describe_callee
 from workers.enricher.numbers import caller_key, describe_number
@@ -40,9 +39,9 @@ class ReadError(PermanentError):
         self.errors = errors or [reason]
 
 
-@dataclass(frozen=True)
-class CallEvent:
-    """What the enricher needs from a missed-call or popup webhook event."""
+class CallEvent(NamedTuple):
+    """What the enricher needs from a missed-call or popup webhook event (a tuple: one is made
+    per record, and a frozen dataclass's ``__init__`` was 5 % of the worker's profile)."""
 
     event_id: str
     call_sid: str
@@ -53,7 +52,7 @@ class CallEvent:
     at_ms: int
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return self._asdict()
 
 
 def from_ms(ms: int) -> datetime:
@@ -126,12 +125,12 @@ def enriched_data(
         "app_id": stage["app_id"],
         "caller": stage["caller"],
         "callee": stage["callee"],
-        "missed_at": format_time(from_ms(stage["missed_ms"])),
+        "missed_at": format_ms(stage["missed_ms"]),
         "popup_seen": popup_ms is not None,
-        "popup_at": None if popup_ms is None else format_time(from_ms(popup_ms)),
+        "popup_at": None if popup_ms is None else format_ms(popup_ms),
         "ring_seconds": stage["ring_seconds"],
         "repeat_count_24h": count,
-        "first_missed_at": format_time(from_ms(first_ms)),
+        "first_missed_at": format_ms(first_ms),
         "callback_url_configured": callback_url_configured,
         "within_business_hours": within_business_hours,
         "priority": priority,

@@ -19,13 +19,12 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from aiokafka import TopicPartition
 
 from topics.catalog import MISSED_CALL_ENRICHED, WEBHOOK_INCOMING_CALL, WEBHOOK_MISSED_CALL
-from topics.events import deterministic_id, format_time, make_event
+from topics.events import deterministic_id, format_ms, make_event
 from topics.schemas import SchemaViolation
 from workers import json_codec
 from workers.config import EnricherSettings
@@ -57,8 +56,7 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-@dataclass(frozen=True)
-class Position:
+class Position(NamedTuple):
     """Where a record was read: tells a redelivery (same place) from a duplicate (elsewhere)."""
 
     topic: str
@@ -268,7 +266,7 @@ class Enricher:
             event_id=stage["event_id"],
             t_ms=stage["missed_ms"],
             position=where.token(),
-            enriched_at=format_time(datetime.now(UTC)),
+            enriched_at=format_ms(now_ms()),
             window_ms=int(self.config.repeat_window_seconds * 1000),
             slack_ms=int(self.config.late_slack_seconds * 1000),
         )

@@ -35,6 +35,7 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
@@ -56,6 +57,7 @@ Records = Mapping[TopicPartition, list[ConsumerRecord]]
 Keyed = dict[tuple[str, int], list[tuple[bytes | None, bytes | None]]]
 
 
+@lru_cache(maxsize=65536)  # keys repeat (a caller's calls); murmur2 is pure Python, ~4 us a key
 def partition_for(key: bytes, partitions: int) -> int:
     """Kafka's default partitioner (murmur2), as ``producer.send`` and the Java client pick."""
     return (murmur2(key) & 0x7FFFFFFF) % partitions
@@ -108,8 +110,9 @@ class BatchConfig:
     tick_seconds: float = 0.25
     session_timeout_ms: int = 30_000
     heartbeat_interval_ms: int = 3_000
-    # Outputs wait this long for others in the producer: fewer, larger produce requests.
-    linger_ms: int = 2
+    # A batch's outputs reach the producer as whole batches already: they need not wait there
+    # for others (aiokafka lingers a submitted batch like one it builds itself).
+    linger_ms: int = 0
     max_batch_size: int = 512 * 1024
     # After a failure, the pause before the core starts again (doubles up to 30 s).
     restart_backoff_s: float = 1.0
