@@ -1,5 +1,5 @@
-"""deterministic_id, format_time and format_ms give exactly what their plain definitions give: uuid5 of
-the joined parts, and strftime with a four-digit year (they are computed faster, not otherwise)."""
+"""deterministic_id, format_time and format_ms give exactly what their plain definitions give:
+uuid5 of the joined parts, and strftime with a four-digit year (computed faster, not otherwise)."""
 
 from __future__ import annotations
 
