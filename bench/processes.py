@@ -29,6 +29,7 @@ from workers.topic_admin import apply_catalog, delete_topics_with_prefixes
 __all__ = [
     "BENCH_SECRET",
     "bench_env",
+    "cpu_seconds",
     "create_topics",
     "delete_bench_topics",
     "free_port",
@@ -144,6 +145,12 @@ def wait_for_http(proc: subprocess.Popen[bytes], url: str, limit_s: float = 30) 
             pass
         time.sleep(0.1)
     raise SystemExit(f"{url} did not answer 200 within {limit_s:.0f} s")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds the process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def peak_rss_mib(pid: int) -> float:

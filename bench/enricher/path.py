@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 import tempfile
 import time
@@ -35,7 +34,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import NewTopic
 
 from bench.kafka_io import reader_at_end
-from bench.processes import bench_env, running, settings_of, wait_for_log
+from bench.processes import bench_env, cpu_seconds, running, settings_of, wait_for_log
 from bench.results import PathResult, median, percentile
 from topics.catalog import (
     MISSED_CALL_ENRICHED,
@@ -141,12 +140,6 @@ async def _drive(
     return Run(count, max(last[0] - start, 1e-9), latencies)
 
 
-def _cpu_s(pid: int) -> float:
-    """User + system CPU seconds the process has used so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 async def _measure(sizes: Sizes) -> list[PathResult]:
     env = bench_env(EXOPIPE_LOG_LEVEL="INFO")  # faust says "Worker ready" at INFO
     settings = settings_of(env)
@@ -186,12 +179,12 @@ async def _measure(sizes: Sizes) -> list[PathResult]:
                 subject: bool, count: int, rate: float | None, limit_s: float
             ) -> tuple[Run, float]:
                 run_id[0] = uuid.uuid4().hex[:6]
-                cpu = _cpu_s(worker.pid)
+                cpu = cpu_seconds(worker.pid)
                 if subject:
                     run = await _drive(enricher_send, enr_reader, count, rate, limit_s)
                 else:
                     run = await _drive(baseline_send, base_reader, count, rate, limit_s)
-                return run, _cpu_s(worker.pid) - cpu
+                return run, cpu_seconds(worker.pid) - cpu
 
             # Warm up both paths (first metadata, connections, caches) before measuring.
             await once(False, sizes.warm_up, None, 60)
