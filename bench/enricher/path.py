@@ -68,9 +68,11 @@ FULL = Sizes(runs=3, burst=10_000, latency_s=20.0, settle_s=5.0, warm_up=200)
 QUICK = Sizes(runs=1, burst=500, latency_s=0.5, settle_s=0.2, warm_up=20)
 
 
-def _event(spec: TopicSpec, sid: str, i: int) -> bytes:
+def _event(spec: TopicSpec, sid: str, i: int, at: datetime | None = None) -> bytes:
+    """Call ``i``'s popup or missed call (5 s later), at ``at`` or 7 s of event time per call."""
     kind = spec.name.rsplit(".", 1)[1]
-    ts = format_time(T0 + timedelta(seconds=i * 7 + (5 if kind == "missed_call" else 0)))
+    start = T0 + timedelta(seconds=i * 7) if at is None else at
+    ts = format_time(start + timedelta(seconds=5 if kind == "missed_call" else 0))
     data = {
         "event": kind,
         "call_sid": sid,

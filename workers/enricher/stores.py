@@ -56,6 +56,11 @@ class JsonStore:
         for key, raw in self.store.items(partition):
             yield key, json_codec.loads(raw)
 
+    def items_all(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Every entry of every partition held (for reports, not the hot path)."""
+        for partition in sorted(self.store.owned):
+            yield from self.items(partition)
+
 
 @dataclass(frozen=True)
 class EnricherStores:
