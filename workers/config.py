@@ -281,10 +281,10 @@ class Settings:
     # Prepended to every catalog topic name, to run several environments (or tests) on one
     # cluster. Empty in production: the catalog's names are the public contract.
     topic_prefix: str = ""
-    # The faust workers' /healthz, /readyz and /metrics (workers/ops_http.py); 0 turns them off,
-    # the default, since several workers on one machine would want the same port.
+    # Every worker's /healthz, /readyz and /metrics (workers/plumbing/ops_http.py); port 0 turns
+    # them off, the default, since several workers on one machine would want the same port.
     worker_http_host: str = "127.0.0.1"
-    # Port of the faust workers' ops endpoints (0: off).
+    # Port of every worker's ops endpoints (0: off).
     worker_http_port: int = 0
     # Where faust workers keep their per-app directory (tables are in memory, rebuilt from
     # their changelogs; this holds faust's bookkeeping only).

@@ -55,7 +55,7 @@ def _child_faust(settings: Settings, mode: str, source: str, dest: str, count: i
     import faust
 
     from workers.enricher.app import BATCHING
-    from workers.faust_app import new_app, raw_topic
+    from workers.plumbing.faust_app import new_app, raw_topic
 
     app = new_app(f"bench-ceiling-{uuid.uuid4().hex[:6]}", settings, 1, **BATCHING)
     src = raw_topic(app, source, partitions=CALL_PARTITIONS)

@@ -57,9 +57,9 @@ from topics.events import CloudEvent, format_time
 from workers import json_codec
 from workers.config import Settings
 from workers.exotel_double.control import AsyncDoubleControl, DoubleControl
-from workers.faust_app import new_app
 from workers.kafka import admin_client, new_producer, started_producer
 from workers.localstack.manager import LocalStack
+from workers.plumbing.faust_app import new_app
 from workers.topic_admin import apply_catalog
 
 from .rebalance import ASSIGNED, Load, committed_offsets, drain, lost_report, positions

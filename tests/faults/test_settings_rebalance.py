@@ -4,9 +4,9 @@ keep command order.
 
 Two bugs this test found. faust could drop records at the start of a partition that changed
 hands, and the next records' acks then committed past them (1 run in 18, later 3 in 7): the
-agents now read through :mod:`workers.offset_guard`, which reads such records itself. And a
+agents now read through :mod:`workers.plumbing.offset_guard`, which reads such records itself. And a
 table recovery could wait forever after the second handover (standby replicas; see
-``workers/faust_app.py``).
+``workers/plumbing/faust_app.py``).
 """
 
 from __future__ import annotations

@@ -94,7 +94,7 @@ def _start_probe(
     env: PipelineEnv, app_id: str, source: str, sink: str, log: IO[bytes]
 ) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "tests.integration.faust_probe", app_id, source, sink, "2"],
+        [sys.executable, "-m", "tests.integration.plumbing.faust_probe", app_id, source, sink, "2"],
         cwd=ROOT,
         env=env.process_env(),
         stdout=log,

@@ -4,8 +4,9 @@ One agent instance (``concurrency=1``: faust's own concurrency can commit past i
 faust-streaming #606) reads with manual acks (``stream.noack()``) and runs up to
 ``EXOPIPE_RECORDING_CONCURRENCY`` archive tasks at once; reading blocks while every slot is busy,
 which bounds memory and disk. An event is acked only after its outcome record is on Kafka, and
-:class:`~workers.ordered_acks.OrderedAcks` releases acks in offset order, so the committed offset
-never passes an event whose object does not exist yet or whose failure is not recorded.
+:class:`~workers.plumbing.ordered_acks.OrderedAcks` releases acks in offset order, so the
+committed offset never passes an event whose object does not exist yet or whose failure is not
+recorded.
 
 If an outcome cannot be produced, the worker crashes instead of acking (the event is redelivered
 on restart): an exception must never silently ack a message here.
@@ -23,8 +24,8 @@ import faust
 
 from workers.archiver.archive import Archiver
 from workers.archiver.outcomes import Outcome
-from workers.offset_guard import ContinuityGuard, guarded_events
-from workers.ordered_acks import OrderedAcks
+from workers.plumbing.offset_guard import ContinuityGuard, guarded_events
+from workers.plumbing.ordered_acks import OrderedAcks
 
 __all__ = ["register_archive_agent"]
 
@@ -43,8 +44,8 @@ def register_archive_agent(
 ) -> Any:
     """Declare the agent; ``make_archiver`` is an async context manager yielding an Archiver.
 
-    ``make_guard`` opens the :class:`~workers.offset_guard.ContinuityGuard` that keeps records
-    faust dropped at a rebalance from being committed past.
+    ``make_guard`` opens the :class:`~workers.plumbing.offset_guard.ContinuityGuard` that keeps
+    records faust dropped at a rebalance from being committed past.
     """
 
     async def publish(outcome: Outcome) -> None:

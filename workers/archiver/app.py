@@ -24,8 +24,8 @@ from workers.archiver.ssrf import Guard, GuardPolicy
 from workers.archiver.store import RecordingStore
 from workers.asyncio_transport import AsyncioTransport
 from workers.config import Settings
-from workers.faust_app import catalog_topic, new_app
-from workers.offset_guard import continuity_guard
+from workers.plumbing.faust_app import catalog_topic, new_app
+from workers.plumbing.offset_guard import continuity_guard
 from workers.retry import RetryPolicy
 from workers.s3 import new_s3_client
 from workers.secret_store import SecretStore

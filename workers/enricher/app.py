@@ -30,8 +30,8 @@ from workers.enricher.hours import parse_hours_book
 from workers.enricher.stages import Enricher, Topics
 from workers.enricher.stores import STORE_NAMES, EnricherStores, changelog_topic
 from workers.kafka import admin_client
-from workers.ops_http import serve_ops
 from workers.plumbing.batch_worker import BatchConfig, BatchWorker
+from workers.plumbing.ops_http import serve_ops
 from workers.settings_state import SettingsState
 from workers.topic_admin import create_internal_topics, prepare_catalog
 

@@ -2,7 +2,7 @@
 
 Each worker is its own deployment (its own consumer group and state), so each can be scaled on
 its own. The enricher runs on the batch core (its module's ``run(settings)``); the others are
-faust apps (``workers.faust_app.run_worker``).
+faust apps (``workers.plumbing.faust_app.run_worker``).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import argparse
 from importlib import import_module
 
 from workers.config import Settings
-from workers.faust_app import FAUST_WORKERS, run_worker
+from workers.plumbing.faust_app import FAUST_WORKERS, run_worker
 
 __all__ = ["BATCH_WORKERS", "WORKERS", "register", "run"]
 

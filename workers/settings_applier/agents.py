@@ -19,7 +19,7 @@ from typing import Any
 
 import faust
 
-from workers.offset_guard import ContinuityGuard, guarded_events
+from workers.plumbing.offset_guard import ContinuityGuard, guarded_events
 from workers.settings_applier.dispatch import Dispatcher, Job
 from workers.settings_applier.processor import CommandProcessor, Parsed
 
@@ -38,8 +38,8 @@ def register_agent(
 ) -> Any:
     """Declare the agent; ``make_processor`` opens the clients for as long as the agent runs.
 
-    ``make_guard`` opens the :class:`~workers.offset_guard.ContinuityGuard` that keeps records
-    faust dropped at a rebalance from being committed past.
+    ``make_guard`` opens the :class:`~workers.plumbing.offset_guard.ContinuityGuard` that keeps
+    records faust dropped at a rebalance from being committed past.
     """
 
     @app.agent(source, concurrency=1, name="apply-settings-commands")

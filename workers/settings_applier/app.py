@@ -23,8 +23,8 @@ import faust
 from topics.catalog import SETTINGS_COMMAND, SETTINGS_RESULT, SETTINGS_STATE
 from workers.config import Settings
 from workers.exotel_client import ExotelClient
-from workers.faust_app import catalog_topic, new_app
-from workers.offset_guard import continuity_guard
+from workers.plumbing.faust_app import catalog_topic, new_app
+from workers.plumbing.offset_guard import continuity_guard
 from workers.retry import RetryPolicy
 from workers.secret_store import SecretStore
 from workers.settings_applier.agents import register_agent

@@ -12,8 +12,8 @@ Three rules, each for a reason:
 * **Acks in offset order.** faust commits the highest run of consecutive acked offsets, but its
   gap check is off by one and absent before a partition's first commit (faust-streaming #606);
   acks are therefore released strictly in offset order per partition
-  (:class:`~workers.ordered_acks.OrderedAcks`), so the committed offset can never pass a command
-  whose final result is not on Kafka yet.
+  (:class:`~workers.plumbing.ordered_acks.OrderedAcks`), so the committed offset can never pass a
+  command whose final result is not on Kafka yet.
 
 This module knows nothing of faust, Kafka or HTTP: it takes callables, so it is unit-tested alone.
 It must never ack a command before its handler returned, and never ack one whose handler raised.
@@ -27,7 +27,7 @@ from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from typing import Any
 
-from workers.ordered_acks import OrderedAcks
+from workers.plumbing.ordered_acks import OrderedAcks
 
 __all__ = ["Dispatcher", "Job"]
 

@@ -28,7 +28,7 @@ import faust
 from faust.types.tuples import ConsumerMessage
 
 from topics.events import CloudEvent
-from workers.offset_guard import ContinuityGuard, FaustAppConsumer, guarded_events, release
+from workers.plumbing.offset_guard import ContinuityGuard, FaustAppConsumer, guarded_events, release
 from workers.stream_archiver.archive import StreamArchive
 from workers.stream_archiver.frames import BadFrame, read_frame
 from workers.stream_archiver.metrics import OPEN_STREAMS, STREAMS_ARCHIVED

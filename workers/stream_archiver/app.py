@@ -16,8 +16,8 @@ from topics.events import CloudEvent
 from workers.archiver.store import MIN_PART_SIZE, RecordingStore
 from workers.config import Settings
 from workers.errors import ConfigError
-from workers.faust_app import catalog_topic, new_app
-from workers.offset_guard import continuity_guard
+from workers.plumbing.faust_app import catalog_topic, new_app
+from workers.plumbing.offset_guard import continuity_guard
 from workers.retry import RetryPolicy
 from workers.s3 import new_s3_client
 from workers.stream_archiver.agents import register_stream_agent, running_archivist

@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry
 
 from workers import json_codec, retry
 from workers.ingress.metrics import IngressMetrics
-from workers.worker_metrics import PrometheusSensor
+from workers.plumbing.worker_metrics import PrometheusSensor
 
 DASHBOARD = Path(__file__).resolve().parents[3] / "deploy" / "grafana" / "exopipe-dashboard.json"
 

@@ -13,7 +13,7 @@ import yaml
 from topics.catalog import CATALOG
 from workers.config import Settings
 from workers.ingress.app import build_app
-from workers.ops_http import OpsHttp
+from workers.plumbing.ops_http import OpsHttp
 from workers.plumbing.worker_command import WORKERS
 from workers.secret_store import SecretStore
 from workers.strimzi import render_yaml, resource_name

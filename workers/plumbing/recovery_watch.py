@@ -7,7 +7,8 @@ event received for active tp ... since recovery start"), and the worker, up and 
 nothing more. faust's own log then says so every 5 s, forever. The likely cause is the one the
 continuity guard works around for input records: faust's drain loop drops fetched records whose
 offset is below its read offset for the partition, and that read offset can be left past where
-the recovery reads from.
+the recovery reads from (robinhood/faust #542 fixed one case of it, a seek to offset 0; recovery
+hangs of the same look: faust-streaming #74).
 
 What the watch does: every ``CHECK_EVERY_S`` during a recovery it notes, per active changelog
 partition with records left to read, the offset read so far. A partition whose offset has not

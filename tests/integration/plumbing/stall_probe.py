@@ -1,10 +1,10 @@
 """A faust worker whose one guarded agent copies SOURCE to SINK, and can be made to drop records.
 
-Run as ``python -m tests.integration.workers.stall_probe APP_ID SOURCE SINK``. After it copies a
+Run as ``python -m tests.integration.plumbing.stall_probe APP_ID SOURCE SINK``. After it copies a
 record whose value is ``drop-what-follows``, it moves faust's read offset of that partition far
 ahead: faust's drain loop then skips every later record of the partition without handing it on,
-which is how faust 0.15 loses records at a handover (see ``workers/offset_guard.py``). Only the
-guard's stall check can bring those records back.
+which is how faust 0.15 loses records at a handover (see ``workers/plumbing/offset_guard.py``).
+Only the guard's stall check can bring those records back.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import sys
 import faust
 
 from workers.config import Settings
-from workers.faust_app import new_app
-from workers.offset_guard import continuity_guard, guarded_events
+from workers.plumbing.faust_app import new_app
+from workers.plumbing.offset_guard import continuity_guard, guarded_events
 
 DROP = b"drop-what-follows"
 

@@ -4,7 +4,8 @@ Why: faust 0.15 can lose records at the start of a partition it has just been as
 table recovery it resumes the partition *before* it seeks to the committed offset, so the first
 records can be fetched and queued, then cleared from the stream's queue when flow resumes; the
 drain loop writes its read offset after that seek, so re-fetched records below it count as
-already read and are dropped. The agent then sees C+1 (or C, then C+3) and, once that is acked,
+already read and are dropped (the pattern of faust-streaming #216, fixed upstream only for apps
+without tables, and of #221). The agent then sees C+1 (or C, then C+3) and, once that is acked,
 faust's off-by-one gap check (faust-streaming #606) commits past the lost records: records never
 processed by anyone. Seen in ``tests/faults/test_settings_rebalance.py``.
 

@@ -2,7 +2,7 @@
 before anything later; second copies are turned away.
 
 The Kafka side is a fake here (a partition's records as a list of offsets, a committed offset);
-``tests/integration/workers/test_offset_guard_kafka.py`` checks the real reader.
+``tests/integration/plumbing/test_offset_guard_kafka.py`` checks the real reader.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import NamedTuple
 import pytest
 
 from workers.errors import RetryableError
-from workers.offset_guard import (
+from workers.plumbing.offset_guard import (
     STALL_AFTER_S,
     STALL_SEEKS_BEFORE_STOP,
     ContinuityGuard,

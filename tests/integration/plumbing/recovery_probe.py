@@ -1,12 +1,12 @@
 """The smoke test's counting worker, whose next table recovery can be made to receive nothing.
 
-Run as ``python -m tests.integration.workers.recovery_probe APP_ID SOURCE SINK [lose]``: the
-worker of ``tests/integration/faust_probe.py`` on one partition (a count per key in a
+Run as ``python -m tests.integration.plumbing.recovery_probe APP_ID SOURCE SINK [lose]``: the
+worker of ``tests/integration/plumbing/faust_probe.py`` on one partition (a count per key in a
 changelog-backed table, each new count sent to SINK), with the project's recovery watch beside it
 on a short stall time. With ``lose``, right after the recovery has sought its changelog
 partitions, faust's read offset of each is moved far ahead: faust's drain loop then drops every
 changelog record, and the recovery waits for records that never come (the hang
-``workers/recovery_watch.py`` describes).
+``workers/plumbing/recovery_watch.py`` describes).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from typing import Any
 
 import faust
 
-from tests.integration.faust_probe import build
-from workers.recovery_watch import RecoveryWatchService
+from tests.integration.plumbing.faust_probe import build
+from workers.plumbing.recovery_watch import RecoveryWatchService
 
 STALL_AFTER_S = 6.0
 

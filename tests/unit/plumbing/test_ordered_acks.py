@@ -11,7 +11,7 @@ import pytest
 from faust.transport.consumer import Consumer
 from intervaltree import IntervalTree
 
-from workers.ordered_acks import OrderedAcks
+from workers.plumbing.ordered_acks import OrderedAcks
 
 
 @dataclass(frozen=True)

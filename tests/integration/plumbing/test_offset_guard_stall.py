@@ -10,15 +10,15 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import PipelineEnv
-from tests.integration.workers.probes import (
+from tests.integration.plumbing.probes import (
     new_probe_topics,
     send,
     sink_values,
     start_probe,
     stop_probe,
 )
-from tests.integration.workers.stall_probe import DROP
-from workers.offset_guard import STALL_AFTER_S
+from tests.integration.plumbing.stall_probe import DROP
+from workers.plumbing.offset_guard import STALL_AFTER_S
 
 
 @pytest.mark.slow

@@ -16,8 +16,8 @@ from typing import Any
 import faust
 import pytest
 
-from workers import faust_app
 from workers.config import Settings
+from workers.plumbing import faust_app
 
 
 @pytest.fixture

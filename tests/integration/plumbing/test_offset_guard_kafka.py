@@ -10,7 +10,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from tests.conftest import PipelineEnv
 from topics.catalog import SETTINGS_COMMAND
 from workers.kafka import admin_client, new_reader, started_producer
-from workers.offset_guard import GapNotFilled, KafkaPositions
+from workers.plumbing.offset_guard import GapNotFilled, KafkaPositions
 
 
 async def test_committed_offset_log_start_and_first_record(topics_env: PipelineEnv) -> None:

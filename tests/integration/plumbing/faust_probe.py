@@ -1,7 +1,7 @@
 """A tiny faust worker for the smoke test: counts records per key in a changelog-backed table.
 
-Run as ``python -m tests.integration.faust_probe APP_ID SOURCE SINK PARTITIONS``; after each
-record it sends the key's new count to SINK, so the test can see what the table holds.
+Run as ``python -m tests.integration.plumbing.faust_probe APP_ID SOURCE SINK PARTITIONS``;
+after each record it sends the key's new count to SINK, so the test can see what the table holds.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import sys
 import faust
 
 from workers.config import Settings
-from workers.faust_app import new_app
-from workers.offset_guard import continuity_guard, guarded_events
+from workers.plumbing.faust_app import new_app
+from workers.plumbing.offset_guard import continuity_guard, guarded_events
 
 
 def build(app_id: str, source: str, sink: str, partitions: int) -> faust.App:

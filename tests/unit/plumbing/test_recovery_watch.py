@@ -1,6 +1,6 @@
 """The recovery watch: a table recovery that stopped receiving changelog records is sought again,
 and stops the worker when seeking does not help. The faust side is a fake here;
-``tests/integration/workers/test_recovery_watch_kafka.py`` runs a real one."""
+``tests/integration/plumbing/test_recovery_watch_kafka.py`` runs a real one."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any, NamedTuple
 
 import pytest
 
-from workers.recovery_watch import (
+from workers.plumbing.recovery_watch import (
     SEEKS_BEFORE_STOP,
     STALL_AFTER_S,
     RecoveryStalled,

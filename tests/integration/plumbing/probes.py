@@ -31,10 +31,10 @@ async def new_probe_topics(env: PipelineEnv, stem: str) -> tuple[str, str, str]:
 
 
 def start_probe(env: PipelineEnv, module: str, args: list[str], log_path: Path) -> Probe:
-    """``python -m tests.integration.workers.MODULE ARGS``, its output appended to ``log_path``."""
+    """``python -m tests.integration.plumbing.MODULE ARGS``, its output appended to ``log_path``."""
     with log_path.open("ab") as log:
         return subprocess.Popen(
-            [sys.executable, "-m", f"tests.integration.workers.{module}", *args],
+            [sys.executable, "-m", f"tests.integration.plumbing.{module}", *args],
             cwd=ROOT,
             env=env.process_env(),
             stdout=log,

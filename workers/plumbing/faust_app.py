@@ -24,10 +24,10 @@ from faust.transport.drivers import aiokafka as aiokafka_driver
 from topics.catalog import CATALOG, TopicSpec
 from workers.config import Settings
 from workers.logs import logging_config
-from workers.ops_http import OpsHttp
-from workers.recovery_watch import RecoveryWatchService
+from workers.plumbing.ops_http import OpsHttp
+from workers.plumbing.recovery_watch import RecoveryWatchService
+from workers.plumbing.worker_metrics import PrometheusSensor
 from workers.topic_admin import prepare_catalog
-from workers.worker_metrics import PrometheusSensor
 
 __all__ = ["FAUST_WORKERS", "catalog_topic", "new_app", "raw_topic", "run_worker"]
 
