@@ -36,6 +36,7 @@ __all__ = [
     "ingress_env",
     "peak_rss_mib",
     "running",
+    "running_module",
     "settings_of",
     "wait_for_http",
     "wait_for_log",
@@ -105,9 +106,18 @@ def delete_bench_topics(settings: Settings) -> int:
 @contextmanager
 def running(argv: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
     """``python -m workers.cli ARGV...`` as a child, SIGTERMed (then killed) on the way out."""
+    with running_module("workers.cli", env, log, *argv) as proc:
+        yield proc
+
+
+@contextmanager
+def running_module(
+    module: str, env: dict[str, str], log: Path, *argv: str
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``python -m MODULE ARGV...`` as a child, SIGTERMed (then killed) on the way out."""
     with log.open("wb") as out:
         proc = subprocess.Popen(  # noqa: S603 - this interpreter, fixed arguments
-            [sys.executable, "-m", "workers.cli", *argv],
+            [sys.executable, "-m", module, *argv],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,

@@ -9,6 +9,8 @@ through one topic of the same width, on the same broker, with records of the sam
 - ``enricher``: a burst of missed calls as fast as the producer takes them; rate = missed
   calls enriched per second of the burst. Baseline: the same burst of records round-tripped.
   Runs alternate (baseline, enricher) and the medians are reported.
+- ``enricher_peer``: the same bursts through the same job written with Quix Streams 3.x
+  (``bench/enricher/peer.py``, its own topics under another prefix), next to ours.
 - ``enricher_latency``: an open-loop load at ``RATE`` missed calls/s; p50/p99 from the send of
   a missed call to its enriched record, next to the round trip's at the same offered rate.
 
@@ -34,7 +36,14 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import NewTopic
 
 from bench.kafka_io import reader_at_end
-from bench.processes import bench_env, cpu_seconds, running, settings_of, wait_for_log
+from bench.processes import (
+    bench_env,
+    cpu_seconds,
+    running,
+    running_module,
+    settings_of,
+    wait_for_log,
+)
 from bench.results import PathResult, median, percentile
 from topics.catalog import (
     MISSED_CALL_ENRICHED,
@@ -43,6 +52,7 @@ from topics.catalog import (
     TopicSpec,
 )
 from topics.events import deterministic_id, format_time, make_event
+from workers.config import Settings
 from workers.kafka import admin_client, new_producer
 from workers.topic_admin import apply_catalog
 
@@ -53,6 +63,7 @@ RATE = 500.0  # offered missed calls per second for the latency path (the issue'
 TARGET_RATE = 2_500.0  # missed calls per second on one process
 TARGET_RATIO = 0.25  # of the raw round trip
 TARGET_P99_FACTOR = 3.0  # p99 at most this many times the round trip's
+PEER_READY = "now processing incoming messages"  # Quix Streams' own line once it runs
 
 
 @dataclass(frozen=True)
@@ -147,29 +158,45 @@ async def _measure(sizes: Sizes) -> list[PathResult]:
     settings = settings_of(env)
     prefix = settings.topic_prefix
     missed = settings.topic(WEBHOOK_MISSED_CALL)
-    popups = settings.topic(WEBHOOK_INCOMING_CALL).name
     enriched = settings.topic(MISSED_CALL_ENRICHED).name
     baseline_topic = f"{prefix}bench-baseline"
     async with admin_client(settings) as admin:
         await apply_catalog(admin, name_prefix=prefix)
         await admin.create_topics([NewTopic(baseline_topic, missed.partitions, 1)])
 
-    log = Path(tempfile.mkdtemp(prefix="bench-enricher-")) / "enricher.log"
-    with running(["worker", "enricher"], env, log) as worker:
-        wait_for_log(worker, log, "Worker ready")
+    # The Quix Streams peer does the same job on topics of its own (another prefix).
+    peer_env = bench_env(EXOPIPE_LOG_LEVEL="INFO")
+    peer_settings = settings_of(peer_env)
+    async with admin_client(peer_settings) as admin:
+        await apply_catalog(admin, name_prefix=peer_settings.topic_prefix)
+    work = Path(tempfile.mkdtemp(prefix="bench-enricher-"))
+    with (
+        running(["worker", "enricher"], env, work / "enricher.log") as worker,
+        running_module("bench.enricher.peer", peer_env, work / "peer.log") as peer,
+    ):
+        wait_for_log(worker, work / "enricher.log", "Worker ready")
+        wait_for_log(peer, work / "peer.log", PEER_READY)
         producer: AIOKafkaProducer = new_producer(settings)
         await producer.start()
         base_reader = await reader_at_end(settings, baseline_topic, missed.partitions)
         enr_reader = await reader_at_end(settings, enriched, missed.partitions)
+        peer_enriched = peer_settings.topic(MISSED_CALL_ENRICHED).name
+        peer_reader = await reader_at_end(peer_settings, peer_enriched, missed.partitions)
         try:
             run_id = [uuid.uuid4().hex[:6]]
 
-            async def enricher_send(i: int) -> str:
-                sid = f"CA{run_id[0]}{i:08d}"
-                key = sid.encode()
-                await producer.send(popups, _event(WEBHOOK_INCOMING_CALL, sid, i), key=key)
-                await producer.send(missed.name, _event(WEBHOOK_MISSED_CALL, sid, i), key=key)
-                return sid
+            def calls_to(settings: Settings) -> Callable[[int], Awaitable[str]]:
+                popup_topic = settings.topic(WEBHOOK_INCOMING_CALL).name
+                missed_topic = settings.topic(WEBHOOK_MISSED_CALL).name
+
+                async def send(i: int) -> str:
+                    sid = f"CA{run_id[0]}{i:08d}"
+                    key = sid.encode()
+                    await producer.send(popup_topic, _event(WEBHOOK_INCOMING_CALL, sid, i), key=key)
+                    await producer.send(missed_topic, _event(WEBHOOK_MISSED_CALL, sid, i), key=key)
+                    return sid
+
+                return send
 
             async def baseline_send(i: int) -> str:
                 key = f"B{run_id[0]}{i:08d}"
@@ -177,40 +204,51 @@ async def _measure(sizes: Sizes) -> list[PathResult]:
                 await producer.send(baseline_topic, value, key=key.encode())
                 return key
 
-            async def once(
-                subject: bool, count: int, rate: float | None, limit_s: float
-            ) -> tuple[Run, float]:
-                run_id[0] = uuid.uuid4().hex[:6]
-                cpu = cpu_seconds(worker.pid)
-                if subject:
-                    run = await _drive(enricher_send, enr_reader, count, rate, limit_s)
-                else:
-                    run = await _drive(baseline_send, base_reader, count, rate, limit_s)
-                return run, cpu_seconds(worker.pid) - cpu
+            subjects = {
+                "baseline": (baseline_send, base_reader, worker),
+                "enricher": (calls_to(settings), enr_reader, worker),
+                "peer": (calls_to(peer_settings), peer_reader, peer),
+            }
 
-            # Warm up both paths (first metadata, connections, caches) before measuring.
-            await once(False, sizes.warm_up, None, 60)
-            await once(True, sizes.warm_up, None, 60)
-            base_bursts, bursts, cpu_per_call = [], [], []
+            async def once(
+                subject: str, count: int, rate: float | None, limit_s: float
+            ) -> tuple[Run, float]:
+                """One run of ``subject``; with the CPU its process used (the worker's for
+                the baseline, which it does not take part in)."""
+                run_id[0] = uuid.uuid4().hex[:6]
+                send, reader, proc = subjects[subject]
+                cpu = cpu_seconds(proc.pid)
+                run = await _drive(send, reader, count, rate, limit_s)
+                return run, cpu_seconds(proc.pid) - cpu
+
+            # Warm up every path (first metadata, connections, caches) before measuring.
+            for subject in subjects:
+                await once(subject, sizes.warm_up, None, 90)
+            base_bursts, bursts, peer_bursts, cpu_per_call, peer_cpu = [], [], [], [], []
             for _ in range(sizes.runs):
-                base_bursts.append((await once(False, sizes.burst, None, 120))[0])
-                run, cpu = await once(True, sizes.burst, None, 120)
+                base_bursts.append((await once("baseline", sizes.burst, None, 120))[0])
+                run, cpu = await once("enricher", sizes.burst, None, 120)
                 bursts.append(run)
                 cpu_per_call.append(cpu / max(len(run.latencies_ms), 1) * 1000)
+                run, cpu = await once("peer", sizes.burst, None, 240)
+                peer_bursts.append(run)
+                peer_cpu.append(cpu / max(len(run.latencies_ms), 1) * 1000)
             # Let the worker finish what the bursts left (holds due, commits) before the
             # latency runs: they measure a steady load, not the end of a burst.
             await asyncio.sleep(sizes.settle_s)
             count = int(RATE * sizes.latency_s)
             base_paced, paced = [], []
             for _ in range(sizes.runs):
-                base_paced.append((await once(False, count, RATE, 60))[0])
-                paced.append((await once(True, count, RATE, 60))[0])
+                base_paced.append((await once("baseline", count, RATE, 60))[0])
+                paced.append((await once("enricher", count, RATE, 60))[0])
         finally:
+            await peer_reader.stop()
             await enr_reader.stop()
             await base_reader.stop()
             await producer.stop()
     return [
         _throughput(bursts, base_bursts, cpu_per_call),
+        _peer(peer_bursts, bursts, peer_cpu, cpu_per_call),
         _latency(paced, base_paced),
     ]
 
@@ -237,6 +275,35 @@ def _throughput(bursts: list[Run], base: list[Run], cpu_ms: list[float]) -> Path
             "rates": [round(r.rate) for r in bursts],
             "baseline_rates": [round(r.rate) for r in base],
             "worker_cpu_ms_per_call": round(median(cpu_ms), 3),
+        },
+    )
+
+
+def _peer(
+    peer: list[Run], ours: list[Run], peer_cpu_ms: list[float], our_cpu_ms: list[float]
+) -> PathResult:
+    """The Quix Streams peer's bursts, next to our enricher's in the same run."""
+    rate = median([r.rate for r in peer])
+    our_rate = median([r.rate for r in ours])
+    all_lat = [x for r in peer for x in r.latencies_ms]
+    return PathResult(
+        path="enricher_peer",
+        unit="missed calls/s",
+        rate=rate,
+        baseline="our enricher, same bursts (ratio: peer / ours)",
+        baseline_rate=our_rate,
+        p50_ms=percentile(all_lat, 50),
+        p99_ms=percentile(all_lat, 99),
+        delivered=sum(len(r.latencies_ms) for r in peer),
+        sent=sum(r.sent for r in peer),
+        target="our enricher ahead of the Quix Streams 3.x peer",
+        met=our_rate > rate,
+        runs=len(peer),
+        extra={
+            "rates": [round(r.rate) for r in peer],
+            "ours": [round(r.rate) for r in ours],
+            "peer_cpu_ms_per_call": round(median(peer_cpu_ms), 3),
+            "our_cpu_ms_per_call": round(median(our_cpu_ms), 3),
         },
     )
 
