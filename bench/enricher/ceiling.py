@@ -9,8 +9,8 @@ same records in the same run:
 - ``read``: an agent that only iterates ``stream.events()`` (each event acked by faust), against
   an aiokafka ``getmany`` loop committing after each batch;
 - ``forward``: the same, each record sent on to a second topic (faust ``Topic.send`` in the
-  agent, producer settings of ``workers.enricher.app.BATCHING``), against aiokafka sending each
-  batch and awaiting its deliveries before the commit.
+  agent, with the faust enricher's producer settings, ``FAUST_BATCHING``), against aiokafka
+  sending each batch and awaiting its deliveries before the commit.
 
 Each run is a child process with a consumer group of its own, timed from its first record
 read to its last; medians of ``--runs``. Talks to the local broker only, bounded in count.
@@ -48,16 +48,22 @@ __all__ = ["MODES", "measure"]
 MODES = ("read", "forward")
 CHILD_LIMIT_S = 300
 RESULT_FILE_VAR = "BENCH_CEILING_RESULT"
+# What the enricher's faust app was given before it moved to the batch core: a 5 ms linger,
+# 256 KiB producer batches, 1,000 records per poll.
+FAUST_BATCHING: dict[str, Any] = {
+    "producer_linger": 0.005,
+    "producer_max_batch_size": 262_144,
+    "broker_max_poll_records": 1000,
+}
 
 
 def _child_faust(settings: Settings, mode: str, source: str, dest: str, count: int) -> None:
     """Run one faust app whose agent reads ``count`` records, print the rate, exit."""
     import faust
 
-    from workers.enricher.app import BATCHING
     from workers.plumbing.faust_app import new_app, raw_topic
 
-    app = new_app(f"bench-ceiling-{uuid.uuid4().hex[:6]}", settings, 1, **BATCHING)
+    app = new_app(f"bench-ceiling-{uuid.uuid4().hex[:6]}", settings, 1, **FAUST_BATCHING)
     src = raw_topic(app, source, partitions=CALL_PARTITIONS)
     dst = raw_topic(app, dest, partitions=CALL_PARTITIONS)
     seen = {"n": 0, "t0": 0.0}
