@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import PipelineEnv
+from tests.integration.plumbing import probes
 from tests.integration.plumbing.recovery_probe import STALL_AFTER_S
-from tests.integration.workers import probes
 
 
 @pytest.mark.slow
