@@ -247,6 +247,9 @@ class Enricher:
 
     def forward(self, call: CallEvent, popup_ms: int | None, out: Outbox) -> None:
         stage = stage_message(call, popup_ms, self.config.default_region)
+        # The record's enriched_at, fixed here: stage two may run again on this record after a
+        # crash (its store changes are written after its outputs), and must write it the same.
+        stage["handled_ms"] = now_ms()
         out.emit(self.names.by_caller, stage["key"].encode(), json_codec.dumps(stage))
 
     # ---- stage two: app|caller ------------------------------------------------------------
@@ -266,7 +269,8 @@ class Enricher:
             event_id=stage["event_id"],
             t_ms=stage["missed_ms"],
             position=where.token(),
-            enriched_at=format_ms(now_ms()),
+            # Records a faust enricher wrote have no handled_ms: those take the time now.
+            enriched_at=format_ms(stage.get("handled_ms") or now_ms()),
             window_ms=int(self.config.repeat_window_seconds * 1000),
             slack_ms=int(self.config.late_slack_seconds * 1000),
         )
