@@ -154,7 +154,10 @@ class _Metrics:
 class _Flush:
     """One handled batch on its way: outputs sent, state changes and offsets waiting for them."""
 
-    outputs: list[asyncio.Future[Any]]
+    # Hands the outputs to the producer, in order after the batch before; its result is their
+    # deliveries. Reading goes on meanwhile: aiokafka sends one produce request per broker at a
+    # time, and a batch for a partition waits until the one before it is in a request.
+    outputs: asyncio.Future[list[asyncio.Future[Any]]]
     changes: list[tuple[str, int, bytes, bytes | None]]
     offsets: dict[TopicPartition, int]
     records: int
@@ -175,6 +178,27 @@ async def _send(producer: AIOKafkaProducer, records: Keyed) -> list[asyncio.Futu
         if batch.record_count():
             futures.append(await producer.send_batch(batch, topic, partition=partition))
     return futures
+
+
+def _delivered(flush: _Flush) -> bool:
+    """Its outputs are acknowledged, or it failed (then awaiting it raises at once)."""
+    sent = flush.outputs
+    if not sent.done():
+        return False
+    return sent.cancelled() or sent.exception() is not None or all(f.done() for f in sent.result())
+
+
+def _submit(
+    producer: AIOKafkaProducer, records: Keyed, after: asyncio.Future[Any] | None
+) -> asyncio.Task[list[asyncio.Future[Any]]]:
+    """:func:`_send` on a task of its own, once the one before it has handed its batches on."""
+
+    async def run() -> list[asyncio.Future[Any]]:
+        if after is not None:
+            await asyncio.gather(after, return_exceptions=True)  # order; its failure is its own
+        return await _send(producer, records) if records else []
+
+    return asyncio.create_task(run())
 
 
 class _Committer:
@@ -232,14 +256,14 @@ class _Committer:
         try:
             while True:
                 group = [await self._queue.get()]
-                await asyncio.gather(*group[0].outputs)
+                await asyncio.gather(*await group[0].outputs)
                 wait = self._last_commit + self._interval - time.monotonic()
                 if wait > 0 and not self._hurry.is_set():
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._hurry.wait(), wait)
-                while not self._queue.empty() and all(f.done() for f in self._head().outputs):
+                while not self._queue.empty() and _delivered(self._head()):
                     group.append(self._queue.get_nowait())
-                    await asyncio.gather(*group[-1].outputs)  # done: raises a failed one
+                    await asyncio.gather(*await group[-1].outputs)  # done: raises a failed one
                 await self._commit(group)
                 self._last_commit = time.monotonic()
         except asyncio.CancelledError:
@@ -318,6 +342,7 @@ class BatchWorker:
         self._owned: frozenset[TopicPartition] = frozenset()
         self._epoch = 0
         self._committer: _Committer | None = None
+        self._last_submit: asyncio.Future[Any] | None = None  # the latest batch's outputs
         self.ready = asyncio.Event()  # the first assignment is restored
         self.running = False
         self.restarts = 0
@@ -361,7 +386,17 @@ class BatchWorker:
             heartbeat_interval_ms=config.heartbeat_interval_ms,
             max_partition_fetch_bytes=4 * 1024 * 1024,
         )
+        # Store changes go through a producer of their own: on the outputs' connection they
+        # would wait for the outputs' produce requests, one at a time per broker.
+        state_producer = new_producer(
+            self._settings,
+            client_id=f"{config.client_id}-state",
+            linger_ms=config.linger_ms,
+            max_batch_size=config.max_batch_size,
+        )
         await producer.start()
+        await state_producer.start()
+        self._last_submit = None
         try:
             widths = {
                 topic: len(await producer.partitions_for(topic))
@@ -372,7 +407,11 @@ class BatchWorker:
             }
             await consumer.start()
             self._committer = _Committer(
-                producer, consumer, config.max_in_flight, self._metrics, config.commit_interval_s
+                state_producer,
+                consumer,
+                config.max_in_flight,
+                self._metrics,
+                config.commit_interval_s,
             )
             try:
                 consumer.subscribe(list(self._job.topics), listener=_Listener(self))
@@ -387,6 +426,7 @@ class BatchWorker:
                 await consumer.stop()
         finally:
             await producer.stop()
+            await state_producer.stop()
 
     async def _loop(
         self,
@@ -426,18 +466,20 @@ class BatchWorker:
                     if now >= next_tick:
                         next_tick = now + config.tick_seconds
                         self._job.tick(int(time.time() * 1000), out)
-                    flush = _Flush(
-                        outputs=await _send(producer, out.records),
-                        changes=[
-                            (store.changelog, partition, key, value)
-                            for store in self._job.changelog_stores
-                            for partition, key, value in store.take_changes()
-                        ],
-                        offsets={tp: rs[-1].offset + 1 for tp, rs in records.items()},
-                        records=sum(len(rs) for rs in records.values()),
-                        topics=_per_topic(out.records),
-                    )
-                    if flush.outputs or flush.changes or flush.offsets:
+                    changes = [
+                        (store.changelog, partition, key, value)
+                        for store in self._job.changelog_stores
+                        for partition, key, value in store.take_changes()
+                    ]
+                    if out.records or changes or records:
+                        self._last_submit = _submit(producer, out.records, self._last_submit)
+                        flush = _Flush(
+                            outputs=self._last_submit,
+                            changes=changes,
+                            offsets={tp: rs[-1].offset + 1 for tp, rs in records.items()},
+                            records=sum(len(rs) for rs in records.values()),
+                            topics=_per_topic(out.records),
+                        )
                         committer.add(flush)
                         queued = True
             finally:

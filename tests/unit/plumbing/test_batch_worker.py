@@ -15,7 +15,14 @@ from aiokafka import TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
 from prometheus_client import CollectorRegistry
 
-from workers.plumbing.batch_worker import Outbox, _Committer, _Flush, _Metrics, partition_for
+from workers.plumbing.batch_worker import (
+    Outbox,
+    _Committer,
+    _Flush,
+    _Metrics,
+    _submit,
+    partition_for,
+)
 
 TP = TopicPartition("in", 0)
 
@@ -68,9 +75,10 @@ async def settle() -> None:
 
 
 def flush(output: asyncio.Future[None], key: bytes, value: bytes | None, offset: int) -> _Flush:
-    return _Flush(
-        outputs=[output], changes=[("log", 0, key, value)], offsets={TP: offset}, records=1
-    )
+    """A handled batch whose outputs are in the producer, delivered once ``output`` is."""
+    sent: asyncio.Future[list[asyncio.Future[None]]] = asyncio.get_running_loop().create_future()
+    sent.set_result([output])
+    return _Flush(outputs=sent, changes=[("log", 0, key, value)], offsets={TP: offset}, records=1)
 
 
 async def test_state_goes_out_after_the_outputs_and_the_commit_after_the_state() -> None:
@@ -129,3 +137,23 @@ def test_outputs_are_partitioned_like_kafkas_default_partitioner(key: bytes) -> 
     out = Outbox({"t": 6})
     out.emit("t", key, b"v")
     assert list(out.records) == [("t", expected)] and out.count == 1
+
+
+async def test_outputs_reach_the_producer_in_the_order_of_their_batches() -> None:
+    """A batch's outputs are handed on while reading goes on, never before the batch before."""
+    gate = asyncio.Event()
+
+    class Slow(Producer):
+        async def send_batch(self, batch: Batch, topic: str, *, partition: int) -> Any:
+            if batch.records == [(b"k", b"1")]:
+                await gate.wait()  # aiokafka waits here while the partition's batch is queued
+            return await super().send_batch(batch, topic, partition=partition)
+
+    producer = Slow()
+    first = _submit(producer, {("out", 0): [(b"k", b"1")]}, None)  # type: ignore[arg-type]
+    second = _submit(producer, {("out", 0): [(b"k", b"2")]}, first)  # type: ignore[arg-type]
+    await settle()
+    assert producer.sent == [] and not second.done()
+    gate.set()
+    await asyncio.wait_for(second, 1)
+    assert [records for _, _, records in producer.sent] == [[(b"k", b"1")], [(b"k", b"2")]]
