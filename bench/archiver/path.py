@@ -29,8 +29,10 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer
 
+from bench.kafka_io import wait_for_leaders
 from bench.processes import peak_rss_mib
 from bench.results import PathResult, median, percentile
+from tests.conftest import PipelineEnv
 from tests.integration.archiver.conftest import (
     ArchiverRig,
     archiver_env,
@@ -41,8 +43,10 @@ from topics.catalog import RECORDING_ARCHIVED, TopicSpec
 from topics.events import parse_event
 from workers.exotel_double.content import iter_content
 from workers.exotel_double.control import DoubleControl
+from workers.kafka import admin_client
+from workers.topic_admin import apply_catalog
 
-__all__ = ["MiB", "Sample", "archiver_run", "baseline_run", "measure"]
+__all__ = ["MiB", "Sample", "archiver_run", "baseline_run", "measure", "ready_rig"]
 
 MiB = 1024 * 1024
 COUNTS = (1, 8)
@@ -136,7 +140,7 @@ async def archiver_run(
         EXOPIPE_RECORDING_MAX_BYTES=str(max(size for _, size in batches) + MiB),
         **extra_env,
     )
-    rig = await make_rig(env, double, home)
+    rig = await ready_rig(env, double, home)
     rig.worker.start()
     try:
         async with _outcomes(rig) as seen:
@@ -151,6 +155,14 @@ async def archiver_run(
     finally:
         rig.worker.stop()
         rig.drop_bucket()
+
+
+async def ready_rig(env: PipelineEnv, double: DoubleControl, home: Path) -> ArchiverRig:
+    """The tests' rig, on topics whose partitions all answer before anything is produced."""
+    async with admin_client(env.settings) as admin:
+        await apply_catalog(admin, name_prefix=env.settings.topic_prefix)
+    await wait_for_leaders(env.settings, env.settings.topic_prefix)
+    return await make_rig(env, double, home)
 
 
 def baseline_run(stack: dict[str, str], home: Path, count: int, size: int) -> Sample:
