@@ -12,11 +12,14 @@ Parts go up several at once, from the worker's shared :class:`~workers.archiver.
 at most ``parts_in_flight`` parts in memory across every upload of the process, each read from
 the temp file straight into a reused buffer.
 
+A recording of one part or less goes up with one PUT instead (:meth:`RecordingStore.put`): the
+same object and metadata in one call instead of four, which is what many small recordings cost.
+
 Guarantees: an object is visible only after CompleteMultipartUpload, which happens only when every
-part is uploaded; any failure, and a cancellation, aborts the upload once the parts in flight have
-ended. A crash (kill -9) cannot abort, so before a new upload :meth:`RecordingStore.abort_stale`
-aborts every incomplete upload for the same key: the redelivered event cleans up after the
-crashed attempt.
+part is uploaded (a single PUT's object appears whole); any failure, and a cancellation, aborts the
+upload once the parts in flight have ended. A crash (kill -9) cannot abort, so before a new upload
+:meth:`RecordingStore.abort_stale` aborts every incomplete upload for the same key: the redelivered
+event cleans up after the crashed attempt.
 
 boto3 blocks: :meth:`RecordingStore.upload` is a coroutine that runs every call in a thread; the
 other methods block, so call them through ``asyncio.to_thread``, never on the loop. Nothing
@@ -98,6 +101,28 @@ class RecordingStore:
         except (ClientError, BotoCoreError) as exc:
             raise _retryable("abort stale uploads of", key, exc) from exc
         return aborted
+
+    def put(self, path: Path, key: str, *, content_type: str, metadata: dict[str, str]) -> None:
+        """Store the whole file at ``key`` with one PUT, metadata included (blocks: call it through
+        ``asyncio.to_thread``).
+
+        For a recording of one part or less: a multipart upload of it costs four calls (list
+        stale, create, one part, complete) where a PUT is one, and with many small recordings
+        those calls, not the bytes, were most of the store's work (bench/README.md). A PUT is as
+        atomic as a completed upload: the object appears whole with its metadata, or not at
+        all, and leaves no incomplete upload when the worker dies halfway.
+        """
+        try:
+            with path.open("rb") as body:
+                self.client.put_object(
+                    Bucket=self.bucket,
+                    Key=key,
+                    Body=body,
+                    ContentType=content_type,
+                    Metadata=metadata,
+                )
+        except (ClientError, BotoCoreError) as exc:
+            raise _retryable("PUT", key, exc) from exc
 
     async def upload(
         self,
