@@ -1,7 +1,8 @@
 """``python -m bench``: every bench path, each next to its baseline from the same run, one table.
 
-Each path lives in ``bench/<part>/path.py`` and exposes ``measure(quick: bool) ->
-list[PathResult]``; it alternates its own runs with its baseline's and reports medians.
+Each path lives in ``bench/<part>/path.py`` (or the module ``MODULES`` names) and exposes
+``measure(quick: bool) -> list[PathResult]``; it alternates its own runs with its baseline's
+and reports medians.
 ``--quick`` keeps the whole run under a minute with smaller loads (a smoke run, not figures to
 quote); ``--json`` prints one JSON object per path instead of the table. Needs the local stack
 (``eval "$(exopipe stack up)"``); talks to 127.0.0.1 only, bounded in count and time.
@@ -30,6 +31,8 @@ PATHS = (
     "settings_applier",
     "end_to_end",
 )
+# Where a path lives, when not in bench/<path>/path.py.
+MODULES = {"archiver_small": "bench.archiver.small"}
 # Programs a path runs, and how to install each (Debian/Ubuntu): without one, the path is
 # reported skipped and the others still run.
 NEEDS = {"ingress": "wrk"}
@@ -59,7 +62,7 @@ def _measure(part: str, quick: bool) -> list[PathResult]:
     """
     settings = Settings.from_env()
     delete_bench_topics(settings)
-    module = importlib.import_module(f"bench.{part}.path")
+    module = importlib.import_module(MODULES.get(part, f"bench.{part}.path"))
     try:
         return module.measure(quick=quick)
     finally:
