@@ -37,6 +37,8 @@ __all__ = ["create_app"]
 
 log = logging.getLogger(__name__)
 
+_READ_SIZE = 1024 * 1024
+
 
 def create_app(settings: Settings, replication: int) -> faust.App:
     rec = settings.recording
@@ -70,7 +72,10 @@ def create_app(settings: Settings, replication: int) -> faust.App:
         limits = httpx.Limits(max_connections=max(rec.concurrency * 2, 10))
         # asyncio streams instead of anyio's: a fifth less CPU per downloaded byte. No proxy
         # from the environment either way (trust_env=False): the SSRF guard picks the address.
-        transport = AsyncioTransport(limits=limits)
+        # Reads of up to 1 MiB instead of httpcore's 64 KiB: a quarter of the chunks per
+        # recording (asyncio hands on at most 256 KiB a read), each a timer, h11 event, httpx
+        # chunk and writer call less. 100 MiB from the double: 0.36-0.41 s -> 0.30-0.34 s.
+        transport = AsyncioTransport(limits=limits, read_size=_READ_SIZE)
         async with httpx.AsyncClient(
             timeout=timeout, transport=transport, trust_env=False
         ) as client:
