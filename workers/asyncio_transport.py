@@ -125,7 +125,7 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
 
     ``read_size`` (0: what httpcore asks for, 64 KiB) is the most one read returns and the
     stream's buffer limit: for the archiver's downloads, where the per-read cost (a timer, h11,
-    httpcore and httpx per chunk) was paid 1,600 times per 100 MiB.
+    httpcore and httpx per chunk) was paid 1,600 times per 100 MiB (400 times with 256 KiB).
     """
 
     def __init__(self, read_size: int = 0) -> None:
