@@ -104,9 +104,7 @@ def delete_bench_topics(settings: Settings) -> int:
     async def delete() -> int:
         async with admin_client(settings) as admin:
             names = await admin.list_topics()
-            prefixes = set(_MADE) | {
-                name.split(".", 1)[0] + "." for name in names if _stale(name)
-            }
+            prefixes = set(_MADE) | {name.split(".", 1)[0] + "." for name in names if _stale(name)}
             return await delete_topics_with_prefixes(admin, sorted(prefixes)) if prefixes else 0
 
     return asyncio.run(delete())
