@@ -14,7 +14,7 @@ timestamp to its ``archived`` record's timestamp (both Kafka CreateTime, one clo
 ``>= 0.8x`` the baseline's recordings/s for each size, p99 < 1 s paced.
 
 Full: 2,000 recordings of each size, as 4 alternating bursts of 500 (a fresh call_sid, so a new
-object, each time), the paced run 20 s; quick: one burst of 32 per size, a 1.5 s paced run.
+object, each time), the paced run 20 s; quick: one burst of 32 per size, a 1 s paced run.
 """
 
 from __future__ import annotations
@@ -202,7 +202,7 @@ async def _measure(quick: bool) -> dict[str, Any]:
     stack = {k: v for k, v in os.environ.items() if k.startswith(("EXOPIPE_", "AWS_"))}
     if "EXOPIPE_KAFKA_BOOTSTRAP" not in stack:
         raise SystemExit('run `eval "$(exopipe stack up)"` first')
-    count, rounds, paced_s = (32, 1, 1.5) if quick else (500, 4, 20.0)
+    count, rounds, paced_s = (32, 1, 1.0) if quick else (500, 4, 20.0)
     base = stack["EXOPIPE_EXOTEL_BASE_URL"].split("/v2/")[0]
     found: dict[str, Any] = {"worker": {s: [] for s in SIZES}, "baseline": {s: [] for s in SIZES}}
     with DoubleControl(base) as double, tempfile.TemporaryDirectory() as tmp:
