@@ -1,7 +1,8 @@
 """``python -m bench``: every bench path, each next to its baseline from the same run, one table.
 
-Each path lives in ``bench/<part>/path.py`` and exposes ``measure(quick: bool) ->
-list[PathResult]``; it alternates its own runs with its baseline's and reports medians.
+Each path lives in ``bench/<part>/path.py`` (or the module ``MODULES`` names) and exposes
+``measure(quick: bool) -> list[PathResult]``; it alternates its own runs with its baseline's
+and reports medians.
 ``--quick`` keeps the whole run under a minute with smaller loads (a smoke run, not figures to
 quote); ``--json`` prints one JSON object per path instead of the table. Needs the local stack
 (``eval "$(exopipe stack up)"``); talks to 127.0.0.1 only, bounded in count and time.
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import shutil
 import sys
 import time
 
@@ -20,7 +22,35 @@ from workers import json_codec
 from workers.config import Settings
 
 # Run in this order: the cheap paths first, end to end last.
-PATHS = ("ingress", "stream", "enricher", "archiver", "settings_applier", "end_to_end")
+PATHS = (
+    "ingress",
+    "stream",
+    "enricher",
+    "archiver",
+    "archiver_small",
+    "settings_applier",
+    "end_to_end",
+)
+# Where a path lives, when not in bench/<path>/path.py.
+MODULES = {"archiver_small": "bench.archiver.small"}
+# Programs a path runs, and how to install each (Debian/Ubuntu): without one, the path is
+# reported skipped and the others still run.
+NEEDS = {"ingress": "wrk"}
+INSTALL = {"wrk": "sudo apt-get install wrk"}
+
+
+def _missing_tools(parts: list[str]) -> dict[str, str]:
+    """Tools the chosen paths need and this machine lacks; the install command said once each."""
+    missing = {}
+    for tool in sorted({NEEDS[p] for p in parts if p in NEEDS}):
+        if shutil.which(tool) is None:
+            missing[tool] = f"{tool} is not installed ({INSTALL[tool]})"
+            print(
+                f"bench: {tool} is not on PATH, so the paths that need it are skipped; "
+                f"install it with: {INSTALL[tool]}",
+                file=sys.stderr,
+            )
+    return missing
 
 
 def _measure(part: str, quick: bool) -> list[PathResult]:
@@ -32,7 +62,7 @@ def _measure(part: str, quick: bool) -> list[PathResult]:
     """
     settings = Settings.from_env()
     delete_bench_topics(settings)
-    module = importlib.import_module(f"bench.{part}.path")
+    module = importlib.import_module(MODULES.get(part, f"bench.{part}.path"))
     try:
         return module.measure(quick=quick)
     finally:
@@ -52,6 +82,9 @@ def table(results: list[PathResult]) -> str:
         "|---|---:|---|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     for r in results:
+        if r.skipped:
+            rows.append(f"| {r.path} | skipped: {r.skipped} | | | | | | | | | - |")
+            continue
         rows.append(
             f"| {r.path} | {_fmt(r.rate)} {r.unit} | {r.baseline} | {_fmt(r.baseline_rate)} "
             f"| {r.ratio:.2f} | {_fmt(r.p50_ms)} | {_fmt(r.p99_ms)} | {_fmt(r.baseline_p99_ms)} "
@@ -68,9 +101,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     results: list[PathResult] = []
     started = time.monotonic()
-    for part in args.only or PATHS:
+    parts = list(args.only or PATHS)
+    missing = _missing_tools(parts)
+    for part in parts:
         began = time.monotonic()
-        found = _measure(part, args.quick)
+        tool = NEEDS.get(part)
+        if tool in missing:
+            found = [PathResult.not_run(part, missing[tool])]
+        else:
+            found = _measure(part, args.quick)
         print(f"bench: {part} done in {time.monotonic() - began:.0f} s", file=sys.stderr)
         for result in found:
             if args.json:
@@ -80,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.json:
         print(table(results))
     print(f"bench: all done in {time.monotonic() - started:.0f} s", file=sys.stderr)
-    return 0 if all(r.met for r in results) or args.quick else 1
+    return 0 if all(r.met or r.skipped for r in results) or args.quick else 1
 
 
 if __name__ == "__main__":

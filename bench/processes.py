@@ -43,8 +43,13 @@ __all__ = [
 ]
 
 
-# Every bench run's topics start with this (then a run id), so they can all go afterwards.
-TOPIC_PREFIX = "bench-"
+# Every bench run's topics start with this, then the minute the run began and a run id, so a
+# run removes its own topics and those of runs old enough to be dead, never those of a run
+# going on beside it: the broker is shared, and deleting every bench topic took a concurrent
+# run's topics from under its worker.
+TOPIC_PREFIX = "benchrun-"
+STALE_AFTER_S = 3 * 3600
+_MADE: set[str] = set()  # prefixes this process gave out
 
 
 def free_port() -> int:
@@ -56,7 +61,9 @@ def free_port() -> int:
 def bench_env(**overrides: str) -> dict[str, str]:
     """This environment with a fresh topic prefix and quiet logs, plus ``overrides``."""
     env = dict(os.environ)
-    env["EXOPIPE_TOPIC_PREFIX"] = f"{TOPIC_PREFIX}{uuid.uuid4().hex[:8]}."
+    prefix = f"{TOPIC_PREFIX}{int(time.time() // 60)}-{uuid.uuid4().hex[:8]}."
+    _MADE.add(prefix)
+    env["EXOPIPE_TOPIC_PREFIX"] = prefix
     env["EXOPIPE_LOG_LEVEL"] = "WARNING"
     env.update(overrides)
     return env
@@ -94,13 +101,23 @@ def create_topics(settings: Settings) -> None:
 
 
 def delete_bench_topics(settings: Settings) -> int:
-    """Delete every bench run's topics (this one's and any a killed run left); how many."""
+    """Delete this process's bench topics and those of runs begun over 3 hours ago; how many."""
 
     async def delete() -> int:
         async with admin_client(settings) as admin:
-            return await delete_topics_with_prefixes(admin, [TOPIC_PREFIX])
+            names = await admin.list_topics()
+            prefixes = set(_MADE) | {name.split(".", 1)[0] + "." for name in names if _stale(name)}
+            return await delete_topics_with_prefixes(admin, sorted(prefixes)) if prefixes else 0
 
     return asyncio.run(delete())
+
+
+def _stale(topic: str) -> bool:
+    """A topic of a bench run (``benchrun-<minute>-<id>.``) that began over 3 hours ago."""
+    if not topic.startswith(TOPIC_PREFIX):
+        return False
+    minute = topic[len(TOPIC_PREFIX) :].split("-", 1)[0]
+    return minute.isdigit() and time.time() - int(minute) * 60 > STALE_AFTER_S
 
 
 @contextmanager

@@ -33,7 +33,8 @@ class PathResult:
 
     ``rate`` and ``baseline_rate`` are in ``unit`` (events/s, MB/s, commands/s ...);
     ``ratio`` is ``rate / baseline_rate``. ``target`` says in words what the path must reach
-    and ``met`` whether it did; ``extra`` holds path-specific figures (peak RSS, offered rate).
+    and ``met`` whether it did; ``extra`` holds path-specific figures (peak RSS, offered rate);
+    ``skipped`` says why a path did not run (a tool missing here).
     """
 
     path: str
@@ -51,6 +52,15 @@ class PathResult:
     baseline_p99_ms: float | None = None
     runs: int = 1
     extra: dict[str, Any] = field(default_factory=dict)
+    skipped: str | None = None  # why the path did not run (a tool missing), else None
+
+    @classmethod
+    def not_run(cls, path: str, reason: str) -> PathResult:
+        """A row for a path that could not run here: the table and the JSON say so and why."""
+        return cls(
+            path=path, unit="", rate=0.0, baseline="-", baseline_rate=0.0, p50_ms=None,
+            p99_ms=None, delivered=0, sent=0, target="-", met=False, runs=0, skipped=reason,
+        )  # fmt: skip
 
     @property
     def ratio(self) -> float:

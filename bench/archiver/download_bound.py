@@ -33,7 +33,7 @@ from bench.processes import free_port, wait_for_http
 from bench.results import median
 from workers.exotel_double.control import DoubleControl
 
-__all__ = ["main"]
+__all__ = ["download_seconds", "main"]
 
 MiB = 1024 * 1024
 FILE_SERVER = """
@@ -46,7 +46,8 @@ web.run_app(app, host="127.0.0.1", port=port, print=None)
 """
 
 
-def _httpx_s(url: str, size: int) -> float:
+def download_seconds(url: str, size: int) -> float:
+    """Seconds httpx takes to stream ``url`` (``size`` bytes), reading and dropping each chunk."""
     began = time.perf_counter()
     read = 0
     with httpx.stream("GET", url, timeout=60) as response:
@@ -100,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
             times: dict[tuple[str, str], list[float]] = {}
             for _ in range(args.runs):
                 for source, url in sources.items():
-                    times.setdefault((source, "httpx"), []).append(_httpx_s(url, size))
+                    times.setdefault((source, "httpx"), []).append(download_seconds(url, size))
                     times.setdefault((source, "curl"), []).append(_curl_s(url))
                 hashing = times.setdefault(("(none: the file's sha256)", "hashlib"), [])
                 hashing.append(_sha256_s(path))

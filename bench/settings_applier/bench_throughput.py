@@ -39,6 +39,7 @@ from typing import Any
 import httpx
 from aiokafka import TopicPartition
 
+from bench.kafka_io import wait_for_leaders
 from bench.processes import bench_env, free_port, running, settings_of
 from bench.results import median, percentile
 from topics.catalog import SETTINGS_COMMAND, SETTINGS_RESULT
@@ -152,6 +153,7 @@ async def worker(dbl: Double, in_flight: int, work: Path) -> AsyncIterator[Worke
     settings = settings_of(env)
     async with admin_client(settings) as admin:
         await apply_catalog(admin, name_prefix=settings.topic_prefix)
+    await wait_for_leaders(settings, settings.topic_prefix)
     log = work / f"worker-{settings.topic_prefix}log"
     with running(["worker", "settings"], env, log) as proc:
         yield Worker(proc, settings)

@@ -35,6 +35,8 @@ __all__ = ["create_app"]
 
 log = logging.getLogger(__name__)
 
+_READ_SIZE = 256 * 1024
+
 
 def create_app(settings: Settings, replication: int) -> faust.App:
     rec = settings.recording
@@ -44,8 +46,16 @@ def create_app(settings: Settings, replication: int) -> faust.App:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     secrets = SecretStore.load(settings.secrets_file)
     # One connection per part in flight, and room for the HEADs and creates around them.
-    client = new_s3_client(settings, max_pool_connections=max(32, rec.parts_in_flight + 16))
-    store = RecordingStore(client, settings.s3_bucket, rec.part_size, rec.parts_in_flight)
+    client = new_s3_client(
+        settings, max_pool_connections=max(32, rec.parts_in_flight + rec.concurrency + 8)
+    )
+    store = RecordingStore(
+        client,
+        settings.s3_bucket,
+        rec.part_size,
+        rec.parts_in_flight,
+        calls_in_flight=rec.concurrency + 4,
+    )
     guard = Guard(GuardPolicy.from_settings(rec))
     policy = RetryPolicy(
         max_attempts=rec.attempts, base_delay=rec.retry_base_delay, max_delay=rec.retry_max_delay
@@ -62,7 +72,11 @@ def create_app(settings: Settings, replication: int) -> faust.App:
         limits = httpx.Limits(max_connections=max(rec.concurrency * 2, 10))
         # asyncio streams instead of anyio's: a fifth less CPU per downloaded byte. No proxy
         # from the environment either way (trust_env=False): the SSRF guard picks the address.
-        transport = AsyncioTransport(limits=limits)
+        # Reads of up to 256 KiB (what asyncio hands on at most) instead of httpcore's 64 KiB:
+        # a quarter of the chunks per recording, each a timer, h11 event, httpx chunk and writer
+        # call less. 100 MiB from the double: 0.21-0.34 s -> 0.15-0.23 s. 1 MiB reads were as
+        # fast but took 8 x 100 MiB at once to a peak RSS of 219 MiB (larger stream buffers).
+        transport = AsyncioTransport(limits=limits, read_size=_READ_SIZE)
         async with httpx.AsyncClient(
             timeout=timeout, transport=transport, trust_env=False
         ) as client:

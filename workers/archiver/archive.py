@@ -2,11 +2,12 @@
 
 Order per event: parse and validate; skip when the app's ``recording_enabled`` is false; HEAD the
 deterministic key (an object carrying our sha256 metadata means it is archived already: nothing is
-downloaded or written again); abort stale multipart uploads of the key (left by a crashed
-attempt); download to a temp file while hashing; multipart-upload it with full metadata. Transient
-failures repeat the whole attempt through ``workers.retry``; permanent ones become a ``failed``
-outcome at once. When the attempts run out on our own object store being unavailable, the event
-is not dead-lettered: the recording is not at fault, so the worker keeps trying (its partition
+downloaded or written again); download to a temp file while hashing; then a recording of one part or
+less goes up with one PUT carrying the full metadata, and a larger one has the stale multipart
+uploads of its key (left by a crashed attempt) aborted, then is multipart-uploaded with it.
+Transient failures repeat the whole attempt through ``workers.retry``; permanent ones become a
+``failed`` outcome at once. When the attempts run out on our own object store being unavailable, the
+event is not dead-lettered: the recording is not at fault, so the worker keeps trying (its partition
 waits, and its lag shows it) until the store is back.
 
 This module must never raise for a bad event or a failed archive (it returns the ``failed``
@@ -119,13 +120,10 @@ class Archiver:
             )  # fmt: skip
 
     async def _archive_once(self, event_id: str, data: dict[str, Any], key: str) -> Outcome:
-        existing = await asyncio.to_thread(self.store.find, key)
+        existing = await self._store_call(self.store.find, key)
         if existing is not None and existing.metadata.get("sha256"):
             log.info("%s already archived at %s; nothing written", data["call_sid"], key)
             return self._archived(event_id, data, existing, already=True)
-        stale = await asyncio.to_thread(self.store.abort_stale, key)
-        if stale:
-            log.warning("aborted %d stale multipart upload(s) of %s", stale, key)
         sink = await asyncio.to_thread(self._temp_file)
         try:
             downloaded = await self.fetcher.download(data["recording_url"], sink)
@@ -140,19 +138,41 @@ class Archiver:
                 "source_url": source_url(data["recording_url"]),
             }
             metadata = {name: quote(value, safe=":/@._-=+") for name, value in metadata.items()}
-            # The store waits for its parts in flight even when cancelled, so the temp file is
-            # never closed (deleted) under them, and no upload is left incomplete.
-            await self.store.upload(
-                Path(sink.name),
-                key,
-                size=downloaded.size,
-                content_type=downloaded.content_type,
-                metadata=metadata,
-            )
+            if downloaded.size <= self.store.part_size:
+                # One part or less: one PUT. It never makes a multipart upload, so there is
+                # none of its own to clear (a larger recording's are cleared below).
+                await self._store_call(
+                    self.store.put,
+                    Path(sink.name),
+                    key,
+                    content_type=downloaded.content_type,
+                    metadata=metadata,
+                )
+            else:
+                stale = await self._store_call(self.store.abort_stale, key)
+                if stale:
+                    log.warning("aborted %d stale multipart upload(s) of %s", stale, key)
+                # The store waits for its parts in flight even when cancelled, so the temp file
+                # is never closed (deleted) under them, and no upload is left incomplete.
+                await self.store.upload(
+                    Path(sink.name),
+                    key,
+                    size=downloaded.size,
+                    content_type=downloaded.content_type,
+                    metadata=metadata,
+                )
         finally:
             await asyncio.to_thread(sink.close)
         stored = StoredObject(key, downloaded.size, downloaded.content_type, metadata)
         return self._archived(event_id, data, stored, already=False)
+
+    async def _store_call(self, function: Any, *args: Any, **kwargs: Any) -> Any:
+        """A blocking store call on the store's own threads (a thread of the loop's default
+        executor for a store without them, as the unit tests' fakes)."""
+        call = getattr(self.store, "call", None)
+        if call is None:
+            return await asyncio.to_thread(function, *args, **kwargs)
+        return await call(function, *args, **kwargs)
 
     def _temp_file(self) -> IO[bytes]:
         return tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed by the caller

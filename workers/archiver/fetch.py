@@ -53,8 +53,8 @@ class Downloaded:
 
 class _HashingWriter:
     """Hashes and writes chunks in a worker thread, half a megabyte at a time, while the next
-    batch is being received: at most two batches and the joined copy of one (about 1.5 MiB)
-    are held per download."""
+    batch is being received: at most two batches and the joined copy of one (about 1.5 MiB) are
+    held per download, beside the connection's read buffer (up to 512 KiB)."""
 
     def __init__(self, sink: BinaryIO) -> None:
         self._sink = sink

@@ -27,10 +27,12 @@ class FakeStore:
     """The RecordingStore interface over a dict; uploads read the temp file like the real one."""
 
     bucket = "bkt"
+    part_size = 5 * 1024 * 1024
 
     def __init__(self) -> None:
         self.objects: dict[str, tuple[bytes, str, dict[str, str]]] = {}
-        self.uploads = 0
+        self.uploads = 0  # objects written, by either call
+        self.puts = 0
         self.stale_aborts = 0
 
     def find(self, key: str) -> StoredObject | None:
@@ -42,6 +44,11 @@ class FakeStore:
     def abort_stale(self, key: str) -> int:
         self.stale_aborts += 1
         return 0
+
+    def put(self, path: Path, key: str, *, content_type: str, metadata: dict[str, str]) -> None:
+        self.uploads += 1
+        self.puts += 1
+        self.objects[key] = (path.read_bytes(), content_type, metadata)
 
     async def upload(self, path: Path, key: str, *, size: int, content_type: str,
                      metadata: dict[str, str]) -> None:  # fmt: skip
@@ -172,3 +179,25 @@ async def test_garbage_record_is_a_bad_event() -> None:
     outcome = await archiver(lambda r: httpx.Response(200), FakeStore()).handle(b"\xffnot json")
     assert outcome.event.data["reason"] == "bad_event"
     assert outcome.event.data["call_sid"] is None
+
+
+async def test_a_recording_of_one_part_or_less_is_one_put_and_clears_no_uploads() -> None:
+    store = FakeStore()
+    store.part_size = len(BODY)
+    outcome = await archiver(lambda r: httpx.Response(200, content=streamed(BODY)), store).handle(
+        event_bytes()
+    )
+    assert outcome.spec is RECORDING_ARCHIVED
+    assert store.puts == 1 and store.uploads == 1 and store.stale_aborts == 0
+    ((body, _, metadata),) = store.objects.values()
+    assert body == BODY and metadata["sha256"] == hashlib.sha256(BODY).hexdigest()
+
+
+async def test_a_larger_recording_clears_stale_uploads_then_goes_up_in_parts() -> None:
+    store = FakeStore()
+    store.part_size = len(BODY) - 1
+    outcome = await archiver(lambda r: httpx.Response(200, content=streamed(BODY)), store).handle(
+        event_bytes()
+    )
+    assert outcome.spec is RECORDING_ARCHIVED
+    assert store.puts == 0 and store.uploads == 1 and store.stale_aborts == 1

@@ -42,6 +42,7 @@ class FakeS3:
         self.bodies: dict[int, type] = {}
         self.completed: dict[str, list[dict[str, Any]]] = {}
         self.aborted: list[tuple[str, int]] = []  # (upload id, parts still running then)
+        self.puts: dict[str, tuple[bytes, Any]] = {}  # key -> (body, metadata) of single PUTs
         self.release = threading.Event()
         self.release.set()
 
@@ -65,6 +66,12 @@ class FakeS3:
         finally:
             with self.lock:
                 self.active -= 1
+
+    def put_object(self, *, Key: str, Body: Any, Metadata: Any, **kw: Any) -> None:  # noqa: N803
+        if self.fail_part == 0 and self.fail_times > 0:
+            self.fail_times -= 1
+            raise EndpointConnectionError(endpoint_url="http://s3")
+        self.puts[Key] = (Body.read(), Metadata)
 
     def complete_multipart_upload(self, *, UploadId: str, MultipartUpload: Any, **kw: Any) -> None:  # noqa: N803
         self.completed[UploadId] = MultipartUpload["Parts"]
@@ -232,3 +239,31 @@ async def test_a_cancelled_archive_aborts_its_upload_and_leaves_no_temp_file(
         await task
     assert s3.completed == {} and len(s3.aborted) == 1
     assert files(tmp_path) == []
+
+
+async def test_a_small_recording_is_one_put_with_its_metadata_and_no_multipart(
+    tmp_path: Path,
+) -> None:
+    s3 = FakeS3(delay=0)
+    small = b"ID3" + os.urandom(200 * 1024)
+    store = RecordingStore(s3, "bkt", PART, parts_in_flight=2)
+    worker = dataclasses.replace(
+        archiver(lambda r: httpx.Response(200, content=streamed(small)), store),  # type: ignore[arg-type]
+        temp_dir=tmp_path,
+    )
+    outcome = await worker.handle(event_bytes())
+    assert outcome.spec is RECORDING_ARCHIVED
+    ((body, metadata),) = s3.puts.values()
+    assert body == small and metadata["sha256"] == hashlib.sha256(small).hexdigest()
+    assert s3.completed == {} and s3.parts == {} and s3.aborted == []
+    assert files(tmp_path) == []
+
+
+async def test_a_failed_put_is_the_store_unavailable(tmp_path: Path) -> None:
+    s3 = FakeS3(fail_part=0, fail_times=1)
+    path, data = recording(tmp_path, "p", 1024)
+    store = RecordingStore(s3, "bkt", PART)
+    with pytest.raises(StoreUnavailable):
+        store.put(path, "p", content_type="audio/mpeg", metadata={"sha256": "x"})
+    store.put(path, "p", content_type="audio/mpeg", metadata={"sha256": "x"})
+    assert s3.puts["p"][0] == data

@@ -38,6 +38,7 @@ def two_paths(monkeypatch: pytest.MonkeyPatch) -> None:
         for part, results in found.items()
     }
     monkeypatch.setattr(bench_main.importlib, "import_module", modules.__getitem__)
+    monkeypatch.setattr(bench_main.shutil, "which", lambda tool: f"/usr/bin/{tool}")
 
 
 def test_json_output_has_every_required_field_per_path(
@@ -71,3 +72,25 @@ def test_ratio_of_a_zero_baseline_is_zero_not_an_error() -> None:
 )
 def test_percentile_is_nearest_rank(q: float, expected: float) -> None:
     assert percentile([float(v) for v in range(100, 0, -1)], q) == expected
+
+
+def test_a_missing_wrk_skips_the_ingress_alone_and_says_how_to_install_it(
+    two_paths: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(bench_main.shutil, "which", lambda tool: None)
+    code = bench_main.main(["--json", "--only", "ingress", "archiver"])
+    out = capsys.readouterr()
+    objects = [json_codec.loads(line) for line in out.out.splitlines()]
+    assert [o["path"] for o in objects] == ["ingress", "archiver_1x"]
+    assert "wrk" in objects[0]["skipped"] and objects[1]["skipped"] is None
+    assert set(REQUIRED_FIELDS) <= objects[0].keys()
+    assert out.err.count("apt-get install wrk") == 1
+    assert code == 1  # the archiver still missed its target; the skip itself is not a miss
+
+
+def test_a_skipped_path_shows_in_the_table_and_does_not_fail_the_run(
+    two_paths: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(bench_main.shutil, "which", lambda tool: None)
+    assert bench_main.main(["--only", "ingress"]) == 0
+    assert "| ingress | skipped: wrk is not installed" in capsys.readouterr().out

@@ -27,6 +27,13 @@ async def _slow(request: web.Request) -> web.Response:
     return web.json_response({})
 
 
+BIG = bytes(range(256)) * 4096 * 4  # 4 MiB
+
+
+async def _big(request: web.Request) -> web.Response:
+    return web.Response(body=BIG)
+
+
 async def _close(request: web.Request) -> web.Response:
     # Answer, then close the keep-alive connection from the server side.
     response = web.json_response({"closing": True})
@@ -71,6 +78,7 @@ async def _serve(
     app.router.add_get("/hello", _hello)
     app.router.add_get("/slow", _slow)
     app.router.add_get("/close", _close)
+    app.router.add_get("/big", _big)
     runner = web.AppRunner(app, access_log=None, keepalive_timeout=keepalive_timeout)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ssl_context)
@@ -159,3 +167,16 @@ def test_a_proxy_in_the_environment_keeps_httpx_own_transport(
     assert transport_for("https://api.example.com/v2", LIMITS) is None
     monkeypatch.setenv("NO_PROXY", "api.example.com")
     assert isinstance(transport_for("https://api.example.com/v2", LIMITS), AsyncioTransport)
+
+
+async def test_a_read_size_gives_larger_chunks_of_the_same_body(plain: int) -> None:
+    async def chunks(read_size: int) -> list[bytes]:
+        transport = AsyncioTransport(limits=LIMITS, read_size=read_size)
+        async with httpx.AsyncClient(transport=transport) as client:
+            async with client.stream("GET", f"http://127.0.0.1:{plain}/big") as response:
+                return [chunk async for chunk in response.aiter_raw()]
+
+    default, large = await chunks(0), await chunks(1024 * 1024)
+    assert b"".join(default) == BIG and b"".join(large) == BIG
+    assert max(len(c) for c in default) <= 64 * 1024
+    assert max(len(c) for c in large) > 64 * 1024
