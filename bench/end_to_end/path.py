@@ -28,7 +28,7 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import NewTopic
 
-from bench.kafka_io import reader_at_end
+from bench.kafka_io import reader_at_end, wait_for_leaders
 from bench.processes import (
     BENCH_SECRET,
     cpu_seconds,
@@ -206,6 +206,7 @@ async def _baseline_topic(settings: Settings) -> str:
     topic = f"{settings.topic_prefix}bench-baseline"
     async with admin_client(settings) as admin:
         await admin.create_topics([NewTopic(topic, spec.partitions, 1)])
+    await wait_for_leaders(settings, topic)
     return topic
 
 

@@ -35,7 +35,7 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import NewTopic
 
-from bench.kafka_io import reader_at_end
+from bench.kafka_io import reader_at_end, wait_for_leaders
 from bench.processes import (
     bench_env,
     cpu_seconds,
@@ -169,6 +169,8 @@ async def _measure(sizes: Sizes) -> list[PathResult]:
     peer_settings = settings_of(peer_env)
     async with admin_client(peer_settings) as admin:
         await apply_catalog(admin, name_prefix=peer_settings.topic_prefix)
+    for prefixed in (settings, peer_settings):
+        await wait_for_leaders(prefixed, prefixed.topic_prefix)
     work = Path(tempfile.mkdtemp(prefix="bench-enricher-"))
     with (
         running(["worker", "enricher"], env, work / "enricher.log") as worker,
