@@ -106,10 +106,22 @@ def delete_bench_topics(settings: Settings) -> int:
     async def delete() -> int:
         async with admin_client(settings) as admin:
             names = await admin.list_topics()
-            prefixes = set(_MADE) | {name.split(".", 1)[0] + "." for name in names if _stale(name)}
+            runs = {_unquix(n) for n in names}
+            prefixes = set(_MADE) | {name.split(".", 1)[0] + "." for name in runs if _stale(name)}
+            # The Quix Streams peer's changelog and repartition topics lead with their kind.
+            prefixes |= {f"{kind}__{p}" for p in set(prefixes) for kind in _QUIX_KINDS}
             return await delete_topics_with_prefixes(admin, sorted(prefixes)) if prefixes else 0
 
     return asyncio.run(delete())
+
+
+_QUIX_KINDS = ("changelog", "repartition")
+
+
+def _unquix(topic: str) -> str:
+    """A Quix Streams internal topic's name without its ``<kind>__`` lead."""
+    kind, sep, rest = topic.partition("__")
+    return rest if sep and kind in _QUIX_KINDS else topic
 
 
 def _stale(topic: str) -> bool:
