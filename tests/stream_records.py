@@ -82,15 +82,22 @@ class StreamScript:
         return self._record("start", body, self._next_seq())
 
     def media(
-        self, audio: bytes, *, seq: int | None = None, chunk: int | None = None
+        self,
+        audio: bytes,
+        *,
+        seq: int | None = None,
+        chunk: int | None = None,
+        track: str | None = None,
+        timestamp_ms: int | None = -1,
     ) -> CloudEvent:
-        """A media frame; ``seq`` defaults to the next number (give one to make a gap or copy)."""
+        """A media frame; ``seq`` defaults to the next number (give one to make a gap or copy),
+        ``timestamp_ms`` to 100 ms per record so far (None: a frame without one)."""
         seq = self._next_seq() if seq is None else seq
         body = {
             "media": {
                 "chunk": chunk if chunk is not None else seq,
-                "timestamp_ms": self.frame_index * 100,
-                "track": None,
+                "timestamp_ms": self.frame_index * 100 if timestamp_ms == -1 else timestamp_ms,
+                "track": track,
                 "payload": base64.b64encode(audio).decode(),
                 "size_bytes": len(audio),
             }

@@ -14,7 +14,9 @@ registration). Starting one answers at once (201); the stream runs in the backgr
 
 409 when the app does not stream (or the stream_sid is taken), 400 for a bad body or a URL the
 double cannot stream to. The audio is :class:`~workers.exotel_double.stream_audio.ToneAudio`
-of the answer's ``audio`` fields: rebuild it to compare with what a receiver kept.
+of the answer's ``audio`` fields: rebuild it to compare with what a receiver kept. ``track``:
+``inbound`` or ``outbound`` (named in every media frame), or ``both``: each chunk is sent twice,
+the caller's (``audio``) as inbound, then the agent's (``outbound_audio``) as outbound.
 """
 
 from __future__ import annotations
@@ -27,8 +29,10 @@ from aiohttp import web
 from workers.exotel_double.control_body import BadRequest, Body, read_body
 from workers.exotel_double.responses import error_response, json_response
 from workers.exotel_double.state import STATE, DoubleState
+from workers.exotel_double.stream_audio import ToneAudio
 from workers.exotel_double.stream_frames import StreamIdentity
 from workers.exotel_double.streaming import (
+    BOTH,
     MAX_CHUNK_BYTES,
     MIN_CHUNK_BYTES,
     Dtmf,
@@ -64,7 +68,7 @@ _KEYS = {
 _MAX_SESSION_S = 3600.0  # Exotel's sessions last up to 60 minutes
 _MAX_CUSTOM_PARAMETERS = 3
 _DIGITS = set("0123456789*#")
-_TRACKS = {"inbound", "outbound"}
+_TRACKS = {"inbound", "outbound", BOTH}
 
 
 @stream_routes.post("/_control/apps/{customer_id}/{app_id}/streams")
@@ -184,16 +188,24 @@ def _at(body: Body) -> float:
 
 
 def _describe(run: StreamRun) -> dict[str, Any]:
-    audio = run.call.audio
-    return {
+    outbound = run.call.outbound_audio
+    described = {
         **run.result.describe(),
-        "audio": {
-            "seed": audio.seed,
-            "sample_rate": audio.sample_rate,
-            "tone_hz": audio.tone_hz,
-            "total_bytes": audio.total_bytes,
-            "duration_ms": audio.duration_ms,
-        },
+        "audio": _audio(run.call.audio),
         "chunk_bytes": run.call.chunk_bytes,
         "speed": run.call.speed,
+        "track": run.call.track,
+    }
+    if outbound is not None:
+        described["outbound_audio"] = _audio(outbound)  # "audio" is then the inbound track
+    return described
+
+
+def _audio(audio: ToneAudio) -> dict[str, Any]:
+    return {
+        "seed": audio.seed,
+        "sample_rate": audio.sample_rate,
+        "tone_hz": audio.tone_hz,
+        "total_bytes": audio.total_bytes,
+        "duration_ms": audio.duration_ms,
     }

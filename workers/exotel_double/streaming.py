@@ -12,7 +12,10 @@ URL and send JSON text frames: ``connected``, ``start``, ``media`` (base64 16-bi
   once more, then the stream is given up;
 * chunks are multiples of 320 bytes, 3,200 by default (the guides' minimum). At 8 kHz that is
   200 ms of audio (the guides call 3.2 KB "100 ms", which holds at 16 kHz); real-time pace sends
-  each chunk when its audio has played, so the pace follows the audio, not a fixed 100 ms tick.
+  each chunk when its audio has played, so the pace follows the audio, not a fixed 100 ms tick;
+* ``track`` (the extension guide's track selection): ``inbound`` or ``outbound`` is named in each
+  media frame; ``both`` sends each chunk as two media frames, inbound then outbound, with the
+  same ``chunk`` and ``timestamp`` and a sequence number each.
 
 ``speed`` scales the pace (1 real time, 10 ten times faster, 0 as fast as the socket takes it).
 The receiver may answer (a voicebot does) or close first; both are counted, never raised.
@@ -63,6 +66,7 @@ __all__ = [
     "MAX_CHUNK_BYTES",
     "MIN_CHUNK_BYTES",
     "Dtmf",
+    "BOTH",
     "Mark",
     "PlannedFrame",
     "StreamCall",
@@ -80,6 +84,7 @@ HANDSHAKE_ATTEMPTS = 2  # Exotel retries a failed handshake once
 HANDSHAKE_TIMEOUT_S = 10.0  # "if the bot server does not respond within 10 seconds"
 MIN_CHUNK_BYTES = 3200
 MAX_CHUNK_BYTES = 100_000
+BOTH = "both"  # Exotel's track selection: each media frame names its track, inbound or outbound
 _SCHEMES = {"ws", "wss"}
 _CLOSE_WAIT_S = 5.0  # for the receiver's answer to our close frame
 
@@ -125,9 +130,20 @@ class StreamCall:
 
     @property
     def audio(self) -> ToneAudio:
-        """The audio this call streams (regenerate it to compare with what was received)."""
+        """The audio this call streams (regenerate it to compare with what was received); with
+        ``track: both``, the inbound (caller's) track."""
         seed = self.seed if self.seed is not None else self.who.stream_sid
         return ToneAudio.lasting(self.duration_s, seed, self.sample_rate, self.tone_hz)
+
+    @property
+    def outbound_audio(self) -> ToneAudio | None:
+        """With ``track: both``, the outbound (agent's) track: the same length, its own noise."""
+        if self.track != BOTH:
+            return None
+        inbound = self.audio
+        return ToneAudio.lasting(
+            self.duration_s, f"{inbound.seed}:outbound", self.sample_rate, self.tone_hz
+        )
 
 
 @dataclass(frozen=True)
@@ -147,6 +163,7 @@ class StreamResult:
     call_sid: str
     url: str  # credentials redacted
     sample_rate: int
+    tracks: int = 1
     state: str = "connecting"
     attempts: list[dict[str, Any]] = field(default_factory=list)
     frames_sent: int = 0
@@ -174,7 +191,7 @@ class StreamResult:
             "frames_sent": self.frames_sent,
             "media_frames": self.media_frames,
             "media_bytes": self.media_bytes,
-            "duration_ms": self.media_bytes * 1000 // (self.sample_rate * 2),
+            "duration_ms": self.media_bytes * 1000 // (self.sample_rate * 2 * self.tracks),
             "audio_sha256": self._digest.hexdigest(),
             "last_sequence_number": self.last_sequence_number,
             "messages_received": self.messages_received,
@@ -293,17 +310,18 @@ def planned_frames(call: StreamCall) -> Iterator[PlannedFrame]:
             return dtmf_frame(sequence, who.stream_sid, item.digit, item.duration_ms)
         return mark_frame(sequence, who.stream_sid, item.name)
 
-    for chunk, pcm in enumerate(audio.chunks(call.chunk_bytes), start=1):
-        due = audio.seconds_of(played + len(pcm))
+    for chunk, tracks in enumerate(_track_chunks(call), start=1):
+        due = audio.seconds_of(played + len(tracks[0][1]))
         while upcoming is not None and upcoming[0] <= due:
             sequence += 1
             yield PlannedFrame(max(0.0, upcoming[0]), event_frame(upcoming[1], upcoming[2]))
             upcoming = next(pending, None)
-        sequence += 1
         timestamp_ms = round(due * 1000)
-        frame = media_frame(sequence, who.stream_sid, chunk, timestamp_ms, pcm, call.track)
-        yield PlannedFrame(due, frame, pcm)
-        played += len(pcm)
+        for track, pcm in tracks:
+            sequence += 1
+            frame = media_frame(sequence, who.stream_sid, chunk, timestamp_ms, pcm, track)
+            yield PlannedFrame(due, frame, pcm)
+        played += len(tracks[0][1])
     end = audio.seconds_of(played)
     while upcoming is not None:  # marks or keys after the audio: sent before stop
         sequence += 1
@@ -313,12 +331,26 @@ def planned_frames(call: StreamCall) -> Iterator[PlannedFrame]:
     yield PlannedFrame(end, stop_frame(sequence, who, call.stop_reason))
 
 
+def _track_chunks(call: StreamCall) -> Iterator[list[tuple[str | None, bytes]]]:
+    """Each chunk's media frames: one, or with ``track: both`` the inbound then the outbound one,
+    both with the same chunk number and timestamp (their audio is the same moment of the call)."""
+    chunks = call.audio.chunks(call.chunk_bytes)
+    outbound = call.outbound_audio
+    if outbound is None:
+        for pcm in chunks:
+            yield [(call.track, pcm)]
+        return
+    for inbound, agent in zip(chunks, outbound.chunks(call.chunk_bytes), strict=True):
+        yield [("inbound", inbound), ("outbound", agent)]
+
+
 def new_result(call: StreamCall) -> StreamResult:
     return StreamResult(
         stream_sid=call.who.stream_sid,
         call_sid=call.who.call_sid,
         url=redact_url(call.url),
         sample_rate=call.sample_rate,
+        tracks=2 if call.track == BOTH else 1,
     )
 
 

@@ -144,7 +144,7 @@ def archived_event(
         "content_type": CONTENT_TYPE,
         "encoding": sealed.audio.encoding,
         "sample_rate": sealed.audio.sample_rate,
-        "channels": 1,
+        "channels": sealed.channels,
         "duration_ms": sealed.duration_ms,
         "media_frames": counts.media_frames,
         "gaps": counts.gaps,

@@ -1,9 +1,10 @@
 """The WAV container of an archived stream: its sample format and its RIFF header.
 
 Exotel sends base64 of raw 16-bit little-endian mono PCM (WAV format 1) unless the applet is set
-to G.711 mu-law (``audio/x-mulaw``), kept as is in WAV format 7. The header is written at the
-front of the spill file once the stream ends, when the data size is known; its length depends
-only on the format, so the spill file reserves it when it is created.
+to G.711 mu-law (``audio/x-mulaw``), kept as is in WAV format 7. A stream of one track is a mono
+WAV; ``track: both`` is two channels, interleaved sample by sample (inbound first). The header is
+written once the stream ends, when the data size is known; its length depends only on the
+format, so each spill file reserves it when it is created.
 """
 
 from __future__ import annotations
@@ -38,8 +39,8 @@ class AudioFormat:
         # which the WAV spec asks of every format other than PCM.
         return 58 if self.encoding == MULAW else 44
 
-    def duration_ms(self, data_bytes: int) -> int:
-        return data_bytes // self.bytes_per_sample * 1000 // self.sample_rate
+    def duration_ms(self, data_bytes: int, channels: int = 1) -> int:
+        return data_bytes // (self.bytes_per_sample * channels) * 1000 // self.sample_rate
 
 
 def format_of(media_format: dict[str, Any] | None) -> AudioFormat:
@@ -55,20 +56,21 @@ def format_of(media_format: dict[str, Any] | None) -> AudioFormat:
     return AudioFormat(encoding, int(media_format.get("sample_rate") or DEFAULT_SAMPLE_RATE))
 
 
-def wav_header(audio: AudioFormat, data_bytes: int) -> bytes:
+def wav_header(audio: AudioFormat, data_bytes: int, channels: int = 1) -> bytes:
     """The header for ``data_bytes`` of audio; an odd data size is followed by one pad byte."""
     pad = data_bytes & 1
     width = audio.bytes_per_sample
+    block = width * channels  # one sample of every channel
     if audio.encoding == MULAW:
         fmt = struct.pack(
-            "<4sIHHIIHHH", b"fmt ", 18, _WAVE_FORMAT_MULAW, 1, audio.sample_rate,
-            audio.sample_rate * width, width, 8 * width, 0,
+            "<4sIHHIIHHH", b"fmt ", 18, _WAVE_FORMAT_MULAW, channels, audio.sample_rate,
+            audio.sample_rate * block, block, 8 * width, 0,
         )  # fmt: skip
-        fmt += struct.pack("<4sII", b"fact", 4, data_bytes // width)
+        fmt += struct.pack("<4sII", b"fact", 4, data_bytes // block)
     else:
         fmt = struct.pack(
-            "<4sIHHIIHH", b"fmt ", 16, _WAVE_FORMAT_PCM, 1, audio.sample_rate,
-            audio.sample_rate * width, width, 8 * width,
+            "<4sIHHIIHH", b"fmt ", 16, _WAVE_FORMAT_PCM, channels, audio.sample_rate,
+            audio.sample_rate * block, block, 8 * width,
         )  # fmt: skip
     riff_size = 4 + len(fmt) + 8 + data_bytes + pad
     header = struct.pack("<4sI4s", b"RIFF", riff_size, b"WAVE") + fmt

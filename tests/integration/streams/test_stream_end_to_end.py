@@ -7,87 +7,34 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
-import os
 import uuid
 import wave
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
 
 from tests.conftest import PipelineEnv
 from tests.integration.kafka_io import collect
+from tests.integration.stream_stack import (
+    APP,
+    CUSTOMER,
+    SECRET,
+    StreamStack,
+    plain_s3,
+    running_stream_stack,
+)
 from topics.catalog import STREAM_ARCHIVED
-from workers import json_codec
-from workers.demo.environment import free_port
-from workers.demo.processes import Children
 from workers.exotel_double.control import AsyncDoubleControl
 from workers.exotel_double.runner import DoubleServer
 from workers.exotel_double.stream_audio import ToneAudio
 
-CUSTOMER = "cust_stream"
-APP = "app_live"
-SECRET = "stream-tenant-secret"  # noqa: S105 - a test credential
-
-
-@dataclass
-class StreamStack:
-    env: PipelineEnv
-    ingress_port: int
-    children: Children
-    bucket: str
-
-    @property
-    def stream_url(self) -> str:
-        host = f"127.0.0.1:{self.ingress_port}"
-        return f"ws://{CUSTOMER}:{SECRET}@{host}/v1/{CUSTOMER}/{APP}/stream"
-
-
-def _plain_s3(env: PipelineEnv) -> Any:
-    """boto3 as anyone would set it up, none of the project's code in between."""
-    return boto3.client(
-        "s3",
-        endpoint_url=env.variables["EXOPIPE_S3_ENDPOINT_URL"],
-        aws_access_key_id=os.environ["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=os.environ["AWS_SECRET_ACCESS_KEY"],
-        region_name=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
-        config=Config(s3={"addressing_style": "path"}),
-    )
-
 
 @pytest.fixture
 async def stack(topics_env: PipelineEnv, tmp_path: Path) -> AsyncIterator[StreamStack]:
-    """The ingress and the stream archiver as the CLI starts them, with a bucket of their own."""
-    secrets = tmp_path / "secrets.json"
-    secrets.write_bytes(json_codec.dumps({"ingress_tenants": {CUSTOMER: [SECRET]}}))
-    bucket = f"streams-{uuid.uuid4().hex[:10]}"
-    port = free_port("127.0.0.1")
-    env = topics_env.with_vars(
-        EXOPIPE_SECRETS_FILE=str(secrets),
-        EXOPIPE_S3_BUCKET=bucket,
-        EXOPIPE_INGRESS_HOST="127.0.0.1",
-        EXOPIPE_INGRESS_PORT=str(port),
-        EXOPIPE_INGRESS_SPOOL_DIR=str(tmp_path / "spool"),
-        EXOPIPE_STREAM_ARCHIVER_SPILL_DIR=str(tmp_path / "spill"),
-    )
-    s3 = _plain_s3(env)
-    await asyncio.to_thread(s3.create_bucket, Bucket=bucket)
-    children = Children(tmp_path)
-    try:
-        children.start("ingress", ["ingress"], env.process_env())
-        children.start("stream-archiver", ["worker", "stream-archiver"], env.process_env())
-        await children.wait_healthy(f"http://127.0.0.1:{port}/healthz", 60.0)
-        yield StreamStack(env, port, children, bucket)
-    finally:
-        children.stop_all()
-        for obj in s3.list_objects_v2(Bucket=bucket).get("Contents", []):
-            s3.delete_object(Bucket=bucket, Key=obj["Key"])
-        s3.delete_bucket(Bucket=bucket)
+    async with running_stream_stack(topics_env, tmp_path) as running:
+        yield running
 
 
 @pytest.mark.slow
@@ -115,11 +62,10 @@ async def test_30_s_of_streamed_audio_come_back_sample_for_sample(stack: StreamS
         wait_seconds=90,
         where=lambda key, event: event.data["stream_sid"] == stream_sid,
     )
-    logs = "\n".join(f"{c.name}: {c.log_tail(30)}" for c in stack.children.started)
-    assert len(found) == 1, logs
+    assert len(found) == 1, stack.logs()
     record = found[0][1].data
 
-    s3 = _plain_s3(stack.env)
+    s3 = plain_s3(stack.env)
     obj = await asyncio.to_thread(s3.get_object, Bucket=stack.bucket, Key=record["key"])
     body = obj["Body"].read()
     with wave.open(io.BytesIO(body)) as wav:

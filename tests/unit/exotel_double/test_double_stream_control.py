@@ -65,6 +65,28 @@ async def test_a_streamed_call_goes_to_the_apps_streaming_url(ctl: AsyncDoubleCo
     assert [s["stream_sid"] for s in await ctl.streams()] == ["stream_9"]
 
 
+async def test_track_both_sends_the_caller_as_inbound_and_the_agent_as_outbound(
+    ctl: AsyncDoubleControl,
+) -> None:
+    async with running_receiver() as receiver:
+        await _streaming_app(ctl, receiver.base_url + PATH)
+        started = await ctl.start_stream(
+            CUSTOMER, APP, stream_sid="both", duration_s=0.4, speed=0, track="both"
+        )
+        done = await ctl.stream("both", wait_s=10)
+    assert done["state"] == "completed", done
+    assert (started["track"], done["media_frames"], done["duration_ms"]) == ("both", 4, 400)
+    by_track: dict[str, bytes] = {"inbound": b"", "outbound": b""}
+    for media in receiver.media():
+        by_track[media["media"]["track"]] += base64.b64decode(media["media"]["payload"])
+    for track, described in (("inbound", done["audio"]), ("outbound", done["outbound_audio"])):
+        rebuilt = ToneAudio(
+            described["seed"], described["sample_rate"], described["total_bytes"],
+            described["tone_hz"],
+        )  # fmt: skip
+        assert by_track[track] == rebuilt.pcm()
+
+
 async def test_an_app_that_does_not_stream_is_refused(ctl: AsyncDoubleControl) -> None:
     await ctl.register_app(CUSTOMER, APP, TOKEN, {"streaming_url": "ws://127.0.0.1:9/s"})
     with pytest.raises(ControlError, match="409"):
@@ -87,6 +109,7 @@ async def test_an_app_that_does_not_stream_is_refused(ctl: AsyncDoubleControl) -
         ("ws://h.example.com/s", {"dtmf": [{"at_s": 1, "digit": "x"}]}, "digit"),
         ("ws://h.example.com/s", {"custom_parameters": {"a": 1}}, "custom_parameters"),
         ("ws://h.example.com/s", {"speeed": 2}, "unknown key"),
+        ("ws://h.example.com/s", {"track": "mixed"}, "track"),
     ],
 )
 async def test_bad_stream_requests_are_400(

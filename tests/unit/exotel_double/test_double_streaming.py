@@ -259,3 +259,21 @@ def test_tone_audio_is_deterministic_and_no_two_blocks_repeat() -> None:
     assert -128 <= first <= 127
     # Lengths are whole 320-byte blocks, as Exotel's chunks are.
     assert ToneAudio.lasting(0.015, "s").total_bytes == 320
+
+
+def test_track_both_sends_each_chunk_as_inbound_then_outbound_with_one_timestamp() -> None:
+    call = _call("ws://127.0.0.1:1/s", duration_s=1.0, track="both")
+    media = [p for p in planned_frames(call) if p.pcm is not None]
+    assert len(media) == 2 * 5  # 1 s at 8 kHz in 200 ms chunks, on each track
+    tracks = [p.frame["media"]["track"] for p in media]
+    assert tracks == ["inbound", "outbound"] * 5
+    numbers = [p.frame["sequence_number"] for p in media]
+    assert numbers == list(range(2, 12))  # one each: Exotel numbers every frame
+    for inbound, outbound in zip(media[0::2], media[1::2], strict=True):
+        assert inbound.frame["media"]["chunk"] == outbound.frame["media"]["chunk"]
+        assert inbound.frame["media"]["timestamp"] == outbound.frame["media"]["timestamp"]
+    assert call.outbound_audio is not None
+    assert b"".join(p.pcm for p in media[0::2]) == call.audio.pcm()
+    assert b"".join(p.pcm for p in media[1::2]) == call.outbound_audio.pcm()
+    assert call.audio.pcm() != call.outbound_audio.pcm()
+    assert _call("ws://127.0.0.1:1/s", track="inbound").outbound_audio is None

@@ -4,56 +4,21 @@ from __future__ import annotations
 
 import io
 import wave
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from tests.stream_records import StreamScript, pcm_chunks
-from topics.events import CloudEvent
+from tests.unit.stream_archiver.conftest import QUIET, Feed
 from workers.stream_archiver.frames import BadFrame, read_frame
-from workers.stream_archiver.partition import ABANDONED, Ending, PartitionStreams
-from workers.stream_archiver.spill import SpillDir
-
-QUIET = 60.0
-
-
-class Feed:
-    """Records into one partition's streams at consecutive offsets."""
-
-    def __init__(self, spill: SpillDir) -> None:
-        self.streams = PartitionStreams("tp0", 1, spill, QUIET)
-        self.offset = 0
-        self.ended: list[Ending] = []
-
-    def close(self) -> None:
-        for assembly in [*self.streams.drop(), *(e.assembly for e in self.ended)]:
-            assembly.discard()
-
-    def __call__(self, *events: CloudEvent) -> list[Ending]:
-        new = []
-        for event in events:
-            new += self.streams.take(self.offset, read_frame(event.to_bytes()))
-            self.offset += 1
-        self.ended += new
-        return new
+from workers.stream_archiver.partition import ABANDONED
 
 
 def _samples(path: Path) -> bytes:
     with wave.open(io.BytesIO(path.read_bytes())) as wav:
         assert (wav.getnchannels(), wav.getsampwidth()) == (1, 2)
         return wav.readframes(wav.getnframes())
-
-
-@pytest.fixture
-def feed(tmp_path: Path) -> Iterator[Feed]:
-    spill = SpillDir(tmp_path / "spill")
-    spill.open()
-    records = Feed(spill)
-    yield records
-    records.close()
-    spill.close()
 
 
 def test_a_stream_is_its_audio_without_the_duplicate_and_with_its_gap_counted(feed: Feed) -> None:
