@@ -367,11 +367,12 @@ async def _attempt(
     resolved: dict[str, str] = {}
     if is_dynamic(url):
         try:
-            url, headers = await _resolved(client, url, headers, call)
+            answered = await _resolved(client, url, headers, call)
         except NotResolved as exc:
             result.attempts.append({"status": exc.status, "error": str(exc)})
             return False
-        resolved["resolved_url"] = redact_url(url)
+        resolved["resolved_url"] = redact_url(answered)
+        url, headers = split_credentials(answered)
     try:
         async with aconnect_ws(
             url, client, headers=dict(headers), keepalive_ping_interval_seconds=None
@@ -392,8 +393,8 @@ async def _attempt(
 
 async def _resolved(
     client: httpx.AsyncClient, url: str, headers: Mapping[str, str], call: StreamCall
-) -> tuple[str, dict[str, str]]:
-    """The WebSocket URL (no userinfo) and headers the dynamic endpoint ``url`` answers with."""
+) -> str:
+    """The WebSocket URL the dynamic endpoint ``url`` answers with, checked for this call."""
     answered = await resolve(client, url, headers, call.who)
     try:
         _check_url(answered, _SCHEMES)
@@ -403,7 +404,7 @@ async def _resolved(
     if rate != call.sample_rate:
         error = f"dynamic endpoint: its url asks for {rate} Hz, the call streams {call.sample_rate}"
         raise NotResolved(200, error)
-    return split_credentials(answered)
+    return answered
 
 
 async def _send_stream(ws: AsyncWebSocketSession, call: StreamCall, result: StreamResult) -> None:
