@@ -100,6 +100,9 @@ class IngressSettings:
     stream_max_session_s: float = 3900.0
     # Live audio: concurrent streams per customer; one more is answered 429 before the upgrade.
     stream_max_per_tenant: int = 100
+    # Live audio: the base URL Exotel reaches the ingress at (https://host[/prefix], or wss://);
+    # the dynamic stream endpoint answers with the stream URL on it. Empty: ws://HOST:PORT.
+    public_url: str = ""
 
 
 @dataclass(frozen=True)

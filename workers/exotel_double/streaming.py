@@ -10,6 +10,8 @@ URL and send JSON text frames: ``connected``, ``start``, ``media`` (base64 16-bi
 * ``?sample-rate=`` picks 8000 (the default), 16000 or 24000 Hz;
 * a failed handshake (refused connection, a status other than 101, no answer in 10 s) is tried
   once more, then the stream is given up;
+* an ``http://`` or ``https://`` URL is a dynamic endpoint (:mod:`stream_dynamic`): each attempt
+  GETs it, then connects to the WebSocket URL it answers (which must ask for the call's rate);
 * chunks are multiples of 320 bytes, 3,200 by default (the guides' minimum). At 8 kHz that is
   200 ms of audio (the guides call 3.2 KB "100 ms", which holds at 16 kHz); real-time pace sends
   each chunk when its audio has played, so the pace follows the audio, not a fixed 100 ms tick;
@@ -48,6 +50,7 @@ from wsproto.utilities import LocalProtocolError
 
 from workers.exotel_double.schema import format_timestamp
 from workers.exotel_double.stream_audio import BLOCK_BYTES, SAMPLE_RATES, ToneAudio
+from workers.exotel_double.stream_dynamic import DYNAMIC_SCHEMES, NotResolved, is_dynamic, resolve
 from workers.exotel_double.stream_frames import (
     StreamIdentity,
     connected_frame,
@@ -85,7 +88,7 @@ HANDSHAKE_TIMEOUT_S = 10.0  # "if the bot server does not respond within 10 seco
 MIN_CHUNK_BYTES = 3200
 MAX_CHUNK_BYTES = 100_000
 BOTH = "both"  # Exotel's track selection: each media frame names its track, inbound or outbound
-_SCHEMES = {"ws", "wss"}
+_SCHEMES = frozenset({"ws", "wss"})
 _CLOSE_WAIT_S = 5.0  # for the receiver's answer to our close frame
 
 
@@ -259,16 +262,20 @@ def sample_rate_of(url: str) -> int:
 
 
 def check_stream_url(url: str) -> None:
-    """``ValueError`` naming why Exotel could not stream to ``url``."""
+    """``ValueError`` naming why Exotel could not stream to ``url`` (or resolve it, if dynamic)."""
+    _check_url(url, _SCHEMES | DYNAMIC_SCHEMES)
+
+
+def _check_url(url: str, schemes: frozenset[str]) -> None:
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError on a malformed port
     except ValueError as exc:
         raise ValueError(f"not a valid URL ({exc})") from None
-    if parts.scheme.lower() not in _SCHEMES:
+    if parts.scheme.lower() not in schemes:
         raise ValueError(
-            f"scheme {parts.scheme or '(none)'!r}: the double streams to ws:// or wss:// only"
-            " (an http(s) URL that answers with a WebSocket URL is not simulated)"
+            f"scheme {parts.scheme or '(none)'!r}: the double streams to ws:// or wss://"
+            + (", or resolves an http(s) dynamic endpoint" if DYNAMIC_SCHEMES <= schemes else "")
         )
     if not parts.hostname:
         raise ValueError("the URL has no host")
@@ -389,20 +396,47 @@ async def _attempt(
     result: StreamResult,
 ) -> bool:
     """One handshake and, if it succeeds, the whole stream; False when the handshake failed."""
+    resolved: dict[str, str] = {}
+    if is_dynamic(url):
+        try:
+            answered = await _resolved(client, url, headers, call)
+        except NotResolved as exc:
+            result.attempts.append({"status": exc.status, "error": str(exc)})
+            return False
+        resolved["resolved_url"] = redact_url(answered)
+        url, headers = split_credentials(answered)
     try:
         async with aconnect_ws(
             url, client, headers=dict(headers), keepalive_ping_interval_seconds=None
         ) as ws:
-            result.attempts.append({"status": 101, "error": None})
+            result.attempts.append({"status": 101, "error": None, **resolved})
             result.state = "streaming"
             await _send_stream(ws, call, result)
             return True
     except WebSocketUpgradeError as exc:
         status = exc.response.status_code
-        result.attempts.append({"status": status, "error": f"answered {status}, not 101"})
+        error = f"answered {status}, not 101"
+        result.attempts.append({"status": status, "error": error, **resolved})
     except httpx.HTTPError as exc:
-        result.attempts.append({"status": None, "error": f"{type(exc).__name__}: {exc}"})
+        error = f"{type(exc).__name__}: {exc}"
+        result.attempts.append({"status": None, "error": error, **resolved})
     return False
+
+
+async def _resolved(
+    client: httpx.AsyncClient, url: str, headers: Mapping[str, str], call: StreamCall
+) -> str:
+    """The WebSocket URL the dynamic endpoint ``url`` answers with, checked for this call."""
+    answered = await resolve(client, url, headers, call.who)
+    try:
+        _check_url(answered, _SCHEMES)
+        rate = sample_rate_of(answered)
+    except ValueError:  # its text could quote the URL, and the URL a secret
+        raise NotResolved(200, "dynamic endpoint: its url is not one to stream to") from None
+    if rate != call.sample_rate:
+        error = f"dynamic endpoint: its url asks for {rate} Hz, the call streams {call.sample_rate}"
+        raise NotResolved(200, error)
+    return answered
 
 
 async def _send_stream(ws: AsyncWebSocketSession, call: StreamCall, result: StreamResult) -> None:

@@ -27,6 +27,7 @@ from workers.ingress.metrics import IngressMetrics
 from workers.ingress.sink import ProducerFactory, Sink
 from workers.ingress.spool import Spool
 from workers.ingress.stream import STREAM_ROUTE, StreamRegistry, handle_stream
+from workers.ingress.stream_endpoint import add_stream_endpoint
 from workers.ingress.webhook import Ingress, handle_webhook
 from workers.kafka import new_producer
 from workers.secret_store import SecretStore
@@ -159,6 +160,7 @@ def build_app(
 
     # Before the webhook route, which would take "stream" for a kind.
     app.router.add_get(STREAM_ROUTE, stream)
+    add_stream_endpoint(app, ingress)
     app.router.add_post(WEBHOOK_ROUTE, webhook)
     app.router.add_get(WEBHOOK_ROUTE, webhook)
     app.router.add_get("/healthz", healthz)

@@ -1,8 +1,8 @@
 """Prometheus metrics of the ingress, in a registry of its own (one per app: tests build many).
 
-Labels are bounded: ``kind`` is one of the four kinds, ``stream`` or ``unknown``; a stream's
-``event``, ``reason`` and ``status`` come from fixed sets; no tenant, call, stream or secret ever
-becomes a label value.
+Labels are bounded: ``kind`` is one of the four kinds, ``stream``, ``stream-url`` or
+``unknown``; a stream's ``event``, ``reason`` and ``status`` come from fixed sets; no tenant,
+call, stream or secret ever becomes a label value.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 __all__ = ["IngressMetrics"]
 
-_KNOWN_KINDS = frozenset({"popup", "missed-call", "callback", "recording", "stream"})
+_KNOWN_KINDS = frozenset({"popup", "missed-call", "callback", "recording", "stream", "stream-url"})
 
 
 class IngressMetrics:

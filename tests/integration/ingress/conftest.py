@@ -21,14 +21,15 @@ SECRETS = {"ingress_tenants": {"cust_it": [SECRET, NEXT_SECRET]}}
 
 @pytest.fixture
 def ingress_client(topics_env: PipelineEnv, tmp_path: Path) -> Callable[..., Any]:
-    """``async with ingress_client(**env) as (client, settings)``: the ingress on the stack."""
+    """``async with ingress_client(**env) as (client, settings)``: the ingress on the stack
+    (on ``port`` when given: a URL the ingress answers with must name it)."""
 
     @asynccontextmanager
-    async def make(**env: str) -> AsyncIterator[tuple[TestClient, Any]]:
+    async def make(port: int | None = None, **env: str) -> AsyncIterator[tuple[TestClient, Any]]:
         variables = {"EXOPIPE_INGRESS_SPOOL_DIR": str(tmp_path / "spool"), **env}
         settings = topics_env.with_vars(**variables).settings
         app = build_app(settings, SecretStore.from_mapping(SECRETS))
-        async with TestClient(TestServer(app)) as client:
+        async with TestClient(TestServer(app, port=port)) as client:
             yield client, settings
 
     return make

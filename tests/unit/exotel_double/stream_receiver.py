@@ -1,7 +1,9 @@
 """A small aiohttp WebSocket server on 127.0.0.1 that keeps what a streaming client sent it.
 
 It can refuse handshakes, close after some frames or answer each frame, so the client's retry,
-early-close and voicebot paths can be driven without the real ingress.
+early-close and voicebot paths can be driven without the real ingress. ``/dynamic`` is a dynamic
+endpoint: it answers each GET with the next of ``dynamic_answers`` (status, body), else with
+``{"url": dynamic_url}``.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from workers.json_codec import loads
+from workers.json_codec import dumps, loads
 
 
 @dataclass
@@ -40,6 +42,9 @@ class Receiver:
     reply: bool = False
     client_close_code: int | None = None
     connections_ended: int = 0
+    dynamic_url: str = ""
+    dynamic_answers: list[tuple[int, bytes]] = field(default_factory=list)
+    resolutions: list[Handshake] = field(default_factory=list)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def wait_for(self, done: Callable[[], bool], timeout_s: float = 5.0) -> None:
@@ -54,6 +59,15 @@ class Receiver:
 
     def media(self) -> list[dict[str, Any]]:
         return [frame for frame in self.frames if frame["event"] == "media"]
+
+    async def resolve(self, request: web.Request) -> web.Response:
+        status, body = (
+            self.dynamic_answers.pop(0)
+            if self.dynamic_answers
+            else (200, dumps({"url": self.dynamic_url}))
+        )
+        self.resolutions.append(Handshake(request.raw_path, dict(request.headers), status))
+        return web.Response(status=status, body=body, content_type="application/json")
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         status = self.refuse.pop(0) if self.refuse else 101
@@ -93,6 +107,7 @@ async def running_receiver(
     receiver = Receiver()
     app = web.Application()
     app.router.add_get(path, receiver.handle)
+    app.router.add_get("/dynamic", receiver.resolve)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)

@@ -101,7 +101,7 @@ async def test_an_app_that_does_not_stream_is_refused(ctl: AsyncDoubleControl) -
 @pytest.mark.parametrize(
     ("url", "options", "message"),
     [
-        ("https://h.example.com/s", {}, "ws:// or wss://"),
+        ("ftp://h.example.com/s", {}, "ws:// or wss://, or resolves an http"),
         ("ws://h.example.com/s?sample-rate=11025", {}, "sample-rate"),
         ("ws://h.example.com/s", {"chunk_bytes": 3000}, "multiple of 320"),
         ("ws://h.example.com/s", {"chunk_bytes": 320}, "multiple of 320"),

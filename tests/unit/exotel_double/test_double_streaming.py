@@ -241,8 +241,8 @@ def test_split_credentials_keeps_everything_but_the_userinfo() -> None:
 
 
 async def test_a_url_the_double_cannot_stream_to_is_refused_before_connecting() -> None:
-    with pytest.raises(ValueError, match="ws:// or wss://"):
-        await stream_call(_call("https://h.example.com/dynamic"))
+    with pytest.raises(ValueError, match="ws:// or wss://, or resolves an http"):
+        await stream_call(_call("ftp://h.example.com/dynamic"))
 
 
 def test_tone_audio_is_deterministic_and_no_two_blocks_repeat() -> None:
