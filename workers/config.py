@@ -100,6 +100,9 @@ class IngressSettings:
     stream_max_session_s: float = 3900.0
     # Live audio: concurrent streams per customer; one more is answered 429 before the upgrade.
     stream_max_per_tenant: int = 100
+    # Live audio: concurrent streams for the whole process, all customers together; one more is
+    # answered 429 before the upgrade. Each takes about 1 MB at worst (its 512 KiB read buffer).
+    stream_max_open: int = 1000
 
 
 @dataclass(frozen=True)
