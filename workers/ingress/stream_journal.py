@@ -59,10 +59,14 @@ class StreamJournal:
     async def record(self, stream: OpenStream) -> None:
         """Durable once this returns (a few hundred bytes, fsynced in a thread)."""
         blob = json_codec.dumps(asdict(stream))
-        await asyncio.to_thread(write_durably, self._path(stream.connection_id), blob)
+        await asyncio.to_thread(self._write, self._path(stream.connection_id), blob)
 
     async def remove(self, connection_id: str) -> None:
         await asyncio.to_thread(_unlink, self._path(connection_id))
+
+    def _write(self, path: Path, blob: bytes) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        write_durably(path, blob)
 
     def _path(self, connection_id: str) -> Path:
         return self.directory / f"{connection_id}{_SUFFIX}"

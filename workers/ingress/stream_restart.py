@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import UTC, datetime
+from typing import Any
 
 from topics.events import format_time
 from workers.ingress.sink import SpoolFull
@@ -23,7 +24,7 @@ from workers.ingress.stream_frames import StreamTally, closed_data
 from workers.ingress.stream_journal import OpenStream, StreamJournal
 from workers.ingress.webhook import Ingress
 
-__all__ = ["REASON", "RESTART_FRAME_INDEX", "close_left_streams"]
+__all__ = ["REASON", "RESTART_FRAME_INDEX", "close_left_streams", "restarted_closed"]
 
 log = logging.getLogger(__name__)
 
@@ -55,13 +56,19 @@ async def close_left_streams(ing: Ingress, journal: StreamJournal) -> int:
 
 async def _close(ing: Ingress, stream: OpenStream) -> None:
     now = datetime.now(UTC)
+    for topic, value in stream_records(ing, restarted_closed(stream, now), now, lifecycle=True):
+        await ing.sink.deliver(topic, stream.stream_sid, value, headroom=CLOSED_HEADROOM)
+
+
+def restarted_closed(stream: OpenStream, now: datetime) -> dict[str, Any]:
+    """The ``data`` of the closed record a restart writes for ``stream``."""
     identity = {
         "stream_sid": stream.stream_sid,
         "customer_id": stream.customer_id,
         "app_id": stream.app_id,
         "connection_id": stream.connection_id,
     }
-    data = closed_data(
+    return closed_data(
         identity,
         frame_index=RESTART_FRAME_INDEX,
         received_at=format_time(now),
@@ -71,5 +78,3 @@ async def _close(ing: Ingress, stream: OpenStream) -> None:
         tally=StreamTally(),
         continuity=Continuity(),
     )
-    for topic, value in stream_records(ing, data, now, lifecycle=True):
-        await ing.sink.deliver(topic, stream.stream_sid, value, headroom=CLOSED_HEADROOM)
