@@ -321,8 +321,10 @@ class StreamConnection:
             await self.end(reason, code)
         if self.stream_sid is None:
             await self._open_stream(None)
+        # Frames read after the close have their place (frame_index) like any other: none is kept.
         self.tally.after_close = self.after_close.frames
         self.tally.frames += self.after_close.frames
+        self._next_index += self.after_close.frames
         try:
             await self._flush_held()
             now = datetime.now(UTC)
@@ -352,7 +354,8 @@ class StreamConnection:
         if self.tally.lost:
             metrics.stream_lost.labels("frame").inc(self.tally.lost)
             log.error(
-                "stream %s (connection %s) of %s/%s closed with %d (%s): %d of %d frames lost",
+                "stream %s (connection %s) of %s/%s closed with %d (%s): %d of %d frames lost "
+                "(%d sent after the close)",
                 self.stream_sid,
                 self.connection_id,
                 self.refusal.customer_id,
@@ -361,6 +364,7 @@ class StreamConnection:
                 reason,
                 self.tally.lost,
                 self.tally.frames,
+                self.tally.after_close,
             )
 
     # -- frames -------------------------------------------------------------------------------

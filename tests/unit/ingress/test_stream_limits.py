@@ -88,6 +88,7 @@ async def test_frames_sent_after_the_ingress_closed_are_counted_as_lost(make_cli
     assert closed["frames"] == 6 and closed["after_close"] == 5 and closed["lost"] == 5
     assert 'exopipe_ingress_stream_lost_total{record="frame"} 5.0' in metrics
     assert len(records(broker, STREAM_EVENT)) == 2  # start and closed: nothing forwarded late
+    assert records(broker, STREAM_EVENT)[-1]["data"]["frame_index"] == 6  # after those 5
 
 
 async def test_counting_after_the_close_stops_past_its_byte_bound(make_client, broker):
