@@ -63,8 +63,10 @@ async def test_a_killed_ingress_closes_its_open_streams_when_it_restarts(topics_
                 await ws.close()
         restarted = time.monotonic()
         await asyncio.to_thread(ingress.start, "/readyz")
+        ready = time.monotonic()
         lifecycle = await read(settings, STREAM_EVENT, call.stream_sid, 2, PROMPTLY_S)
         took = time.monotonic() - restarted
+        print(f"restart to ready {ready - restarted:.2f} s, to closed on Kafka {took:.2f} s")
     finally:
         ingress.kill()
     assert [e.data["event"] for e in lifecycle] == ["start", "closed"], ingress.log()

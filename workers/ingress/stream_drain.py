@@ -31,10 +31,10 @@ class AfterClose:
     """Counts the frames read from ``ws`` once :meth:`arm` is called."""
 
     def __init__(self, ws: web.WebSocketResponse, max_bytes: int) -> None:
-        self._reader: Any = ws._reader  # noqa: SLF001 - see the module's docstring
+        self._reader: Any = ws._reader  # aiohttp's queue: see the module's docstring
         if self._reader is None:
             raise RuntimeError("the WebSocket is not prepared")
-        ws._reader = self  # type: ignore[assignment]  # noqa: SLF001
+        ws._reader = self
         self.max_bytes = max_bytes
         self.armed = False
         self.frames = 0

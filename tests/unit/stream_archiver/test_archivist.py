@@ -186,7 +186,7 @@ async def test_a_quiet_partition_read_to_its_end_abandons_its_streams(rig: Rig) 
 async def test_a_partition_no_longer_assigned_is_forgotten(rig: Rig) -> None:
     _, records = _stream("S1")
     await rig.feed(*records)
-    rig.app.consumer.assignment = lambda: set()  # type: ignore[method-assign]
+    rig.app.consumer.assignment = lambda: set()
     assert await rig.archivist.check_quiet(0.0) == 0
     assert rig.archivist.partitions == {}
     assert [p.name for p in rig.archivist.spill.path.iterdir()] == [".lock"]
@@ -224,7 +224,7 @@ async def test_a_closed_written_by_a_restarted_ingress_ends_the_stream_at_once(r
         endings.append(ending)
         return await archive(ending)
 
-    rig.archive.archive = watched  # type: ignore[method-assign]
+    rig.archive.archive = watched
     await rig.feed(closed)
     await rig.settle()
     assert [(e.assembly.stream_sid, e.reason) for e in endings] == [("S1", "ingress_restarted")]
