@@ -231,7 +231,8 @@ class StreamArchiverSettings:
 
     # Where each open stream's audio waits until the stream ends (deleted once archived).
     spill_dir: Path = field(default_factory=lambda: _default_stack_home() / "stream-spill")
-    # A stream with no record for this long and no `closed` (an ingress crash) is archived with
+    # A stream with no record for this long and no `closed` (an ingress that crashed and did not
+    # restart on its spool directory, which closes its streams) is archived with
     # end_reason "abandoned"; measured on the records' received_at, or, once the partition is
     # read to its end, on this worker's clock.
     quiet_seconds: float = 600.0
