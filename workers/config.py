@@ -103,6 +103,9 @@ class IngressSettings:
     # Live audio: the base URL Exotel reaches the ingress at (https://host[/prefix], or wss://);
     # the dynamic stream endpoint answers with the stream URL on it. Empty: ws://HOST:PORT.
     public_url: str = ""
+    # Live audio: concurrent streams for the whole process, all customers together; one more is
+    # answered 429 before the upgrade. Each takes about 1 MB at worst (its 512 KiB read buffer).
+    stream_max_open: int = 1000
 
 
 @dataclass(frozen=True)
@@ -231,7 +234,8 @@ class StreamArchiverSettings:
 
     # Where each open stream's audio waits until the stream ends (deleted once archived).
     spill_dir: Path = field(default_factory=lambda: _default_stack_home() / "stream-spill")
-    # A stream with no record for this long and no `closed` (an ingress crash) is archived with
+    # A stream with no record for this long and no `closed` (an ingress that crashed and did not
+    # restart on its spool directory, which closes its streams) is archived with
     # end_reason "abandoned"; measured on the records' received_at, or, once the partition is
     # read to its end, on this worker's clock.
     quiet_seconds: float = 600.0

@@ -1,7 +1,9 @@
 """The aiohttp application of the ingress: routes, ops endpoints, start-up and shutdown.
 
 Clients (the producer, the spool) are created once here and closed at cleanup, which aiohttp runs
-after in-flight requests finished; live streams are closed (1001) at shutdown, before that. The
+after in-flight requests finished; live streams are closed (1001) at shutdown, before that. At
+start-up, streams a killed predecessor left open get their closed record before the ingress
+serves (:mod:`stream_restart`). The
 access log never shows query strings: they carry secrets; nor does the error aiohttp logs for a
 request its parser refuses (it quotes the request's text).
 """
@@ -28,6 +30,8 @@ from workers.ingress.sink import ProducerFactory, Sink
 from workers.ingress.spool import Spool
 from workers.ingress.stream import STREAM_ROUTE, StreamRegistry, handle_stream
 from workers.ingress.stream_endpoint import add_stream_endpoint
+from workers.ingress.stream_journal import StreamJournal
+from workers.ingress.stream_restart import close_left_streams
 from workers.ingress.webhook import Ingress, handle_webhook
 from workers.kafka import new_producer
 from workers.secret_store import SecretStore
@@ -45,6 +49,8 @@ INGRESS = web.AppKey("ingress", Ingress)
 STREAMS = web.AppKey("streams", StreamRegistry)
 OPENAPI_PATH = Path(__file__).with_name("openapi.json")
 WEBHOOK_ROUTE = "/v1/{customer_id}/{app_id}/{kind}"
+# The open-streams journal: in the spool's directory, under its lock.
+JOURNAL_DIR = "open-streams"
 
 
 class PathOnlyAccessLogger(AbstractAccessLogger):
@@ -130,7 +136,12 @@ def build_app(
         allowlist=SenderAllowlist(cfg.allowed_cidrs),
         zone=_zone(cfg.local_timezone),
     )
-    streams = StreamRegistry(cfg.stream_max_per_tenant, metrics)
+    streams = StreamRegistry(
+        cfg.stream_max_per_tenant,
+        cfg.stream_max_open,
+        metrics,
+        StreamJournal(cfg.spool_dir / JOURNAL_DIR),
+    )
     app = web.Application()
     app[INGRESS] = ingress
     app[STREAMS] = streams
@@ -169,7 +180,8 @@ def build_app(
     app.router.add_get("/openapi.json", openapi)
 
     async def start_sink(_: web.Application) -> None:
-        await sink.start()
+        await sink.start()  # locks the spool's directory, and so the journal in it
+        await close_left_streams(ingress, streams.journal)
 
     async def close_sink(_: web.Application) -> None:
         # Streams first: their closed records go through the sink.

@@ -21,7 +21,7 @@ from typing import IO
 from workers import json_codec
 from workers.errors import ConfigError
 
-__all__ = ["Spool", "SpoolFull", "SpoolRecord"]
+__all__ = ["Spool", "SpoolFull", "SpoolRecord", "write_durably"]
 
 log = logging.getLogger(__name__)
 _SUFFIX = ".rec"
@@ -107,7 +107,7 @@ class Spool:
             raise SpoolFull(f"spool {self.directory} holds {self._bytes} of {self.max_bytes} bytes")
         self._bytes += len(blob)  # reserved now, so concurrent appends cannot overshoot
         try:
-            await asyncio.to_thread(_write, self.directory, seq, blob)
+            await asyncio.to_thread(write_durably, self.directory / _name(seq), blob)
         except BaseException:
             self._bytes -= len(blob)
             raise
@@ -122,8 +122,9 @@ def _name(seq: int) -> str:
     return f"{seq:020d}{_SUFFIX}"
 
 
-def _write(directory: Path, seq: int, blob: bytes) -> None:
-    final = directory / _name(seq)
+def write_durably(final: Path, blob: bytes) -> None:
+    """Write ``final`` so a crash leaves it whole or absent: temporary name, fsync, rename, and
+    the directory fsynced. Blocks: call it in a thread."""
     tmp = final.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
@@ -132,7 +133,7 @@ def _write(directory: Path, seq: int, blob: bytes) -> None:
     finally:
         os.close(fd)
     os.replace(tmp, final)
-    _fsync_dir(directory)
+    _fsync_dir(final.parent)
 
 
 def _unlink(path: Path) -> None:

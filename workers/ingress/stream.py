@@ -1,8 +1,9 @@
 """Live audio: Exotel's WebSocket at ``/v1/{customer_id}/{app_id}/stream`` onto Kafka.
 
 The handshake is checked like a webhook before the upgrade: sender allowlist (403), the tenant's
-secret as ``token`` or Basic password (401), then a WebSocket upgrade or 426 (recorded), then the
-per-customer limit of concurrent streams (429, counter only); then 101.
+secret as ``token`` or Basic password (401), the tenant's rate limit shared with its webhooks (429),
+then a WebSocket upgrade or 426 (recorded), then the process's and the customer's limits of
+concurrent streams (429); then 101. The 403, 401 and 429 leave a counter only.
 
 Every text frame becomes one record on ``exotel.stream.audio`` (key: the stream_sid), lifecycle
 frames one more on ``exotel.stream.event``, and every connection ends with a ``closed`` record
@@ -26,7 +27,13 @@ Close codes (the ``closed`` record carries the code and a reason):
                            for all streams), so it still tells the loss.
 4408   idle_timeout        No frame for EXOPIPE_INGRESS_STREAM_IDLE_TIMEOUT_S.
 (peer) protocol_error      Not a valid WebSocket frame (aiohttp's code, 1002).
+(none) ingress_restarted   Written by the next process after a kill (code 1006), see
+                           :mod:`stream_restart`.
 =====  ==================  ==========================================================
+
+Frames the peer sends after the ingress's close are read until its close frame (at most
+``_CLOSE_WAIT_S`` and ``_AFTER_CLOSE_BYTES``) and counted in ``closed.lost`` and
+``closed.after_close``: the closed record waits for that short drain (see :mod:`stream_drain`).
 
 This module must never log a secret, a frame's audio or the URL's query.
 """
@@ -50,6 +57,7 @@ from topics.schemas import SchemaViolation
 from workers.ingress.metrics import IngressMetrics
 from workers.ingress.sink import SpoolFull
 from workers.ingress.stream_continuity import Continuity
+from workers.ingress.stream_drain import AfterClose
 from workers.ingress.stream_frames import (
     LIFECYCLE,
     Frame,
@@ -60,9 +68,10 @@ from workers.ingress.stream_frames import (
     parse_frame,
     sample_rate_of,
 )
-from workers.ingress.webhook import Ingress, Refusal, admit, json_answer
+from workers.ingress.stream_journal import OpenStream, StreamJournal
+from workers.ingress.webhook import Ingress, Refusal, admit, json_answer, throttle
 
-__all__ = ["KIND", "STREAM_ROUTE", "StreamRegistry", "handle_stream"]
+__all__ = ["KIND", "STREAM_ROUTE", "StreamRegistry", "handle_stream", "stream_records"]
 
 log = logging.getLogger(__name__)
 
@@ -79,9 +88,12 @@ CLOSE_ABNORMAL = 1006  # recorded, never sent: the connection ended without a cl
 
 # Bytes a closed record may take past the spool's bound: a stream cut off by a full spool still
 # says how it ended and what it lost (about 3 KB a stream, both topics).
-_CLOSED_HEADROOM = 1024 * 1024
+CLOSED_HEADROOM = 1024 * 1024
 # How long a close waits for the peer's close frame.
 _CLOSE_WAIT_S = 5.0
+# Bytes read (and counted) after the ingress's close before it stops waiting for the peer's close
+# frame: about 7 s of 8 kHz audio as Exotel frames it.
+_AFTER_CLOSE_BYTES = 1024 * 1024
 # ``connected`` frames held until the stream_sid is known (Exotel sends one).
 _MAX_HELD = 4
 _RETRY_AFTER_S = "5"
@@ -94,27 +106,35 @@ class _Undelivered(Exception):
 
 @dataclass
 class StreamRegistry:
-    """Open streams: per-customer counts for the limit, and each connection's task.
+    """Open streams: counts for the limits (process and customer), and each connection's task.
 
     A connection runs in a task of its own, not in aiohttp's request handler: a handler is
     cancelled when its peer goes (with ``handler_cancellation``), and the stream must still
     write its closed record. Only authenticated customers get an entry in the counts, and it
-    goes when their last stream ends.
+    goes when their last stream ends. ``journal`` keeps the open streams on disk for a restart.
     """
 
     max_per_tenant: int
+    max_open: int
     metrics: IngressMetrics
+    journal: StreamJournal
     _open: dict[str, int] = field(default_factory=dict)
+    _total: int = 0
     _tasks: dict[StreamConnection, asyncio.Task[None]] = field(default_factory=dict)
 
-    def take(self, customer_id: str) -> bool:
+    def take(self, customer_id: str) -> str | None:
+        """Take a slot: None, else the refusal's reason (the process's limit, the customer's)."""
+        if self._total >= self.max_open:
+            return "stream_capacity"
         count = self._open.get(customer_id, 0)
         if count >= self.max_per_tenant:
-            return False
+            return "too_many_streams"
         self._open[customer_id] = count + 1
-        return True
+        self._total += 1
+        return None
 
     def give_back(self, customer_id: str) -> None:
+        self._total -= 1
         count = self._open.get(customer_id, 0) - 1
         if count > 0:
             self._open[customer_id] = count
@@ -162,6 +182,8 @@ async def handle_stream(
     app_id = request.match_info["app_id"]
     started = datetime.now(UTC)
     refused = admit(request, ing, KIND, customer_id, app_id)
+    if refused is None:
+        refused = throttle(ing, KIND, customer_id)
     if refused is not None:
         return refused
     cfg = ing.settings.ingress
@@ -179,10 +201,11 @@ async def handle_stream(
         answer = await refusal(426, "websocket_required", "upgrade", [error])
         answer.headers["Upgrade"] = "websocket"
         return answer
-    if not streams.take(customer_id):
-        ing.metrics.rejected.labels("too_many_streams").inc()
+    full = streams.take(customer_id)
+    if full is not None:
+        ing.metrics.rejected.labels(full).inc()
         ing.metrics.answered(KIND, 429)
-        return json_answer(429, {"error": "too_many_streams"}, {"Retry-After": _RETRY_AFTER_S})
+        return json_answer(429, {"error": full}, {"Retry-After": _RETRY_AFTER_S})
     try:
         await ws.prepare(request)
     except BaseException:
@@ -190,7 +213,7 @@ async def handle_stream(
         raise
     ing.metrics.answered(KIND, 101)
     rate = sample_rate_of(request.query.get("sample-rate"))
-    connection = StreamConnection(ing, ws, refusal, started, rate)
+    connection = StreamConnection(ing, ws, refusal, started, rate, streams.journal)
     # shield: a cancelled handler (its peer went) leaves the stream to end in its own task.
     await asyncio.shield(streams.serve(customer_id, connection))
     return ws
@@ -206,9 +229,13 @@ class StreamConnection:
         refusal: Refusal,
         started: datetime,
         sample_rate: int,
+        journal: StreamJournal,
     ) -> None:
         self.ing = ing
         self.ws = ws
+        self.journal = journal
+        self.journaled = False
+        self.after_close = AfterClose(ws, _AFTER_CLOSE_BYTES)
         self.refusal = refusal
         self.started = started
         self.sample_rate = sample_rate
@@ -220,9 +247,6 @@ class StreamConnection:
         self.ending: tuple[str, int] | None = None
         self._next_index = 0
         self._held: list[tuple[int, datetime, float, Frame, bytes]] = []
-        self._audio = ing.topic(STREAM_AUDIO)
-        self._events = ing.topic(STREAM_EVENT)
-        self._source = f"/ingress/{refusal.customer_id}/{refusal.app_id}/{KIND}"
         self._deadline = time.monotonic() + ing.settings.ingress.stream_max_session_s
 
     # -- the connection's life ----------------------------------------------------------------
@@ -245,6 +269,7 @@ class StreamConnection:
         """Close the WebSocket for ``reason`` unless it is ending already; how it ends."""
         if self.ending is None:
             self.ending = (reason, code)
+            self.after_close.arm()  # what the peer sends from now on is counted, then dropped
             await self.ws.close(code=code, message=reason.encode())
         return self.ending
 
@@ -260,6 +285,8 @@ class StreamConnection:
                 if time.monotonic() >= self._deadline:
                     return await self.end("session_too_long", CLOSE_SESSION_TOO_LONG)
                 return await self.end("idle_timeout", CLOSE_IDLE)
+            if self.ending is not None and msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
+                return self.ending  # read after end() from another task: counted as after close
             if msg.type is WSMsgType.TEXT:
                 if await self._on_text(msg.data):
                     return await self.end("stop_received", CLOSE_STOP)
@@ -293,7 +320,11 @@ class StreamConnection:
         if not self.ws.closed and self.ending is None:
             await self.end(reason, code)
         if self.stream_sid is None:
-            self._fix_stream_sid(None)
+            await self._open_stream(None)
+        # Frames read after the close have their place (frame_index) like any other: none is kept.
+        self.tally.after_close = self.after_close.frames
+        self.tally.frames += self.after_close.frames
+        self._next_index += self.after_close.frames
         try:
             await self._flush_held()
             now = datetime.now(UTC)
@@ -307,8 +338,9 @@ class StreamConnection:
                 tally=self.tally,
                 continuity=self.continuity,
             )
-            await self._deliver(self._records(data, now, lifecycle=True), _CLOSED_HEADROOM)
+            await self._deliver(self._records(data, now, lifecycle=True), CLOSED_HEADROOM)
             metrics.streamed("closed")
+            await self._close_journal()
         except _Undelivered:
             metrics.stream_lost.labels("closed").inc()
             log.error(
@@ -322,7 +354,8 @@ class StreamConnection:
         if self.tally.lost:
             metrics.stream_lost.labels("frame").inc(self.tally.lost)
             log.error(
-                "stream %s (connection %s) of %s/%s closed with %d (%s): %d of %d frames lost",
+                "stream %s (connection %s) of %s/%s closed with %d (%s): %d of %d frames lost "
+                "(%d sent after the close)",
                 self.stream_sid,
                 self.connection_id,
                 self.refusal.customer_id,
@@ -331,6 +364,7 @@ class StreamConnection:
                 reason,
                 self.tally.lost,
                 self.tally.frames,
+                self.tally.after_close,
             )
 
     # -- frames -------------------------------------------------------------------------------
@@ -348,7 +382,7 @@ class StreamConnection:
             if frame.event == "connected" and len(self._held) < _MAX_HELD:
                 self._held.append((index, at, read, frame, raw))
                 return False
-            self._fix_stream_sid(frame.stream_sid)
+            await self._open_stream(frame.stream_sid)
             await self._flush_held()
         elif self.sid_from_frame and frame.stream_sid not in (None, self.stream_sid):
             error = f"stream_sid: {frame.stream_sid[:64]!r} is not this connection's stream"
@@ -427,10 +461,31 @@ class StreamConnection:
         self._next_index += 1
         return index
 
-    def _fix_stream_sid(self, stream_sid: str | None) -> None:
-        """The stream's key from now on: the frame's stream_sid, else the connection's id."""
+    async def _open_stream(self, stream_sid: str | None) -> None:
+        """Fix the stream's key (the frame's stream_sid, else the connection's id) and journal
+        it before its first record goes out, so a restart after a kill can close it."""
         self.stream_sid = stream_sid or self.connection_id
         self.sid_from_frame = stream_sid is not None
+        entry = OpenStream(
+            connection_id=self.connection_id,
+            stream_sid=self.stream_sid,
+            customer_id=self.refusal.customer_id,
+            app_id=self.refusal.app_id,
+            started_at=format_time(self.started),
+        )
+        try:
+            await self.journal.record(entry)
+            self.journaled = True
+        except OSError as exc:
+            # The stream goes on; killed, it would wait for the archiver's quiet period.
+            log.error("stream %s: not journaled as open (%s)", self.connection_id, exc)
+
+    async def _close_journal(self) -> None:
+        if self.journaled:
+            try:
+                await self.journal.remove(self.connection_id)
+            except OSError as exc:
+                log.error("stream %s: journal entry not removed (%s)", self.connection_id, exc)
 
     def _identity(self) -> dict[str, str]:
         assert self.stream_sid is not None  # noqa: S101 - fixed before any record is built
@@ -442,24 +497,7 @@ class StreamConnection:
         }
 
     def _records(self, data: dict, at: datetime, *, lifecycle: bool) -> list[tuple[str, bytes]]:
-        """The frame's record on the audio topic, and on the event topic for lifecycle frames."""
-        event_id = deterministic_id("stream", self.connection_id, str(data["frame_index"]))
-        specs = (self._audio, self._events) if lifecycle else (self._audio,)
-        return [
-            (
-                spec.name,
-                make_event(
-                    spec,
-                    data,
-                    source=self._source,
-                    event_id=event_id,
-                    time=at,
-                    customer_id=self.refusal.customer_id,
-                    app_id=self.refusal.app_id,
-                ).to_bytes(),
-            )
-            for spec in specs
-        ]
+        return stream_records(self.ing, data, at, lifecycle=lifecycle)
 
     async def _deliver(self, records: list[tuple[str, bytes]], headroom: int = 0) -> None:
         """Each record onto Kafka or the spool, in order; :class:`_Undelivered` when one is not."""
@@ -469,3 +507,28 @@ class StreamConnection:
                 await self.ing.sink.deliver(topic, self.stream_sid, value, headroom=headroom)
             except (SpoolFull, OSError) as exc:
                 raise _Undelivered from exc
+
+
+def stream_records(
+    ing: Ingress, data: dict, at: datetime, *, lifecycle: bool
+) -> list[tuple[str, bytes]]:
+    """A frame's record on the audio topic, and on the event topic for lifecycle frames; one id
+    per connection and frame_index."""
+    customer_id, app_id = data["customer_id"], data["app_id"]
+    event_id = deterministic_id("stream", data["connection_id"], str(data["frame_index"]))
+    specs = (STREAM_AUDIO, STREAM_EVENT) if lifecycle else (STREAM_AUDIO,)
+    return [
+        (
+            spec.name,
+            make_event(
+                spec,
+                data,
+                source=f"/ingress/{customer_id}/{app_id}/{KIND}",
+                event_id=event_id,
+                time=at,
+                customer_id=customer_id,
+                app_id=app_id,
+            ).to_bytes(),
+        )
+        for spec in (ing.topic(s) for s in specs)
+    ]

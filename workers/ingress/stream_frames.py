@@ -214,6 +214,8 @@ class StreamTally:
     rejected: int = 0
     media_frames: int = 0
     media_bytes: int = 0
+    # Frames the peer sent after the ingress closed the stream: read, dropped, counted in lost.
+    after_close: int = 0
 
     @property
     def lost(self) -> int:
@@ -275,5 +277,6 @@ def closed_data(
             "out_of_order": continuity.out_of_order,
             "rejected": tally.rejected,
             "lost": tally.lost,
+            "after_close": tally.after_close,
         },
     }

@@ -31,7 +31,7 @@ from workers.ingress.reject import rejected_data, rejected_id
 from workers.ingress.sink import Sink, SpoolFull
 from workers.secret_store import SecretStore
 
-__all__ = ["Ingress", "Refusal", "admit", "handle_webhook", "json_answer"]
+__all__ = ["Ingress", "Refusal", "admit", "handle_webhook", "json_answer", "throttle"]
 
 log = logging.getLogger(__name__)
 _REQUIRED = re.compile(r"'([^']+)' is a required property")
@@ -88,6 +88,18 @@ def admit(
     return None
 
 
+def throttle(ing: Ingress, kind: str, customer_id: str) -> web.Response | None:
+    """The tenant's rate limit, one bucket for its webhooks and stream handshakes: 429 with
+    Retry-After (a counter only), or None to go on. Runs after :func:`admit`."""
+    wait = ing.limiter.acquire(customer_id)
+    if wait is None:
+        return None
+    ing.metrics.rejected.labels("rate_limited").inc()
+    ing.metrics.answered(kind, 429)
+    retry_after = RateLimiter.retry_after_header(wait)
+    return json_answer(429, {"error": "rate_limited"}, {"Retry-After": retry_after})
+
+
 async def handle_webhook(request: web.Request, ing: Ingress) -> web.Response:
     kind = request.match_info["kind"]
     customer_id = request.match_info["customer_id"]
@@ -98,14 +110,10 @@ async def handle_webhook(request: web.Request, ing: Ingress) -> web.Response:
         ing.metrics.answered(kind, status)
 
     refused = admit(request, ing, kind, customer_id, app_id)
+    if refused is None:
+        refused = throttle(ing, kind, customer_id)
     if refused is not None:
         return refused
-    wait = ing.limiter.acquire(customer_id)
-    if wait is not None:
-        ing.metrics.rejected.labels("rate_limited").inc()
-        count(429)
-        retry_after = RateLimiter.retry_after_header(wait)
-        return json_answer(429, {"error": "rate_limited"}, {"Retry-After": retry_after})
 
     refuse = Refusal(request, ing, kind, customer_id, app_id, received_at)
     if kind not in KINDS:

@@ -196,3 +196,44 @@ async def test_a_customer_over_its_stream_limit_gets_429(ingress_client, unique)
     assert refused.value.status == 429 and refused.value.headers["Retry-After"] == "5"
     closed = audio[-1].data["closed"]
     assert (closed["reason"], closed["close_code"]) == ("client_closed", 1000)
+
+
+async def test_the_process_stream_limit_and_the_rate_limit_answer_429(ingress_client):
+    env = {
+        "EXOPIPE_INGRESS_STREAM_MAX_OPEN": "1",
+        "EXOPIPE_INGRESS_RATE_LIMIT_PER_S": "0.1",
+        "EXOPIPE_INGRESS_RATE_LIMIT_BURST": "2",
+    }
+    refused = []
+    async with ingress_client(**env) as (client, _):
+        await wait_ready(client)
+        first = await client.ws_connect(URL)
+        for _ in range(2):  # over the process's limit, then over the tenant's rate
+            with pytest.raises(aiohttp.WSServerHandshakeError) as handshake:
+                await client.ws_connect("/v1/cust_it/another_app/stream?token=" + SECRET)
+            refused.append(handshake.value)
+        await first.close()
+        metrics = await (await client.get("/metrics")).text()
+    assert [r.status for r in refused] == [429, 429]
+    assert refused[0].headers["Retry-After"] == "5" and int(refused[1].headers["Retry-After"]) >= 1
+    assert 'exopipe_ingress_rejected_total{reason="stream_capacity"} 1.0' in metrics
+    assert 'exopipe_ingress_rejected_total{reason="rate_limited"} 1.0' in metrics
+
+
+async def test_frames_after_the_ingress_closed_are_counted_on_kafka(ingress_client, unique):
+    call = who(unique)
+    async with ingress_client(EXOPIPE_INGRESS_STREAM_MAX_SESSION_S="1") as (client, settings):
+        await wait_ready(client)
+        ws = await client.ws_connect(URL)
+        await ws.send_str(json.dumps(start_frame(1, call, 8000)))
+        await asyncio.sleep(1.5)  # the ingress has sent its 1008; the client has not read it
+        for n in range(4):
+            frame = media_frame(n + 2, call.stream_sid, n + 1, 100 * n, chunk(n))
+            await ws.send_str(json.dumps(frame))
+        await asyncio.sleep(0.2)
+        await ws.close()
+        audio = await read_stream(settings, STREAM_AUDIO, call.stream_sid, 2)
+    assert [e.data["event"] for e in audio] == ["start", "closed"]
+    closed = audio[-1].data["closed"]
+    assert (closed["reason"], closed["close_code"]) == ("session_too_long", 1008)
+    assert (closed["frames"], closed["after_close"], closed["lost"]) == (5, 4, 4)

@@ -144,3 +144,22 @@ async def test_stream_handshake_refusals_are_documented(make_client):
             conforms(stream, "GET", 429, limited.headers, await limited.read())
     assert (plain.status, stranger.status, limited.status) == (426, 401, 429)
     assert "101" in DOC["paths"][stream]["get"]["responses"]
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"EXOPIPE_INGRESS_STREAM_MAX_OPEN": "1"},
+        {"EXOPIPE_INGRESS_RATE_LIMIT_PER_S": "0.1", "EXOPIPE_INGRESS_RATE_LIMIT_BURST": "1"},
+    ],
+)
+async def test_the_process_limit_and_the_rate_limit_on_handshakes_are_documented(make_client, env):
+    stream = "/v1/{customer_id}/{app_id}/stream"
+    upgrade = {"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13"}
+    upgrade["Sec-WebSocket-Key"] = "dGhlIHNhbXBsZSBub25jZQ=="
+    async with make_client(**env) as client:
+        async with client.ws_connect(f"/v1/c1/a1/stream?token={SECRET}"):
+            limited = await client.get(f"/v1/c1/a2/stream?token={SECRET}", headers=upgrade)
+            body = await limited.read()
+    assert limited.status == 429
+    conforms(stream, "GET", 429, limited.headers, body)

@@ -259,7 +259,6 @@ async def test_a_full_spool_closes_with_1013_and_counts_the_loss(make_client, br
         while "exopipe_ingress_streams_closed_total{" not in metrics:
             metrics = await (await client.get("/metrics")).text()
     assert ws.close_code == 1013
-    assert 'exopipe_ingress_stream_lost_total{record="frame"} 1.0' in metrics
     assert 'exopipe_ingress_streams_closed_total{reason="spool_full"} 1.0' in metrics
     assert 'exopipe_ingress_stream_lost_total{record="closed"}' not in metrics
     # The closed record passed the full spool's bound by its headroom: it tells the loss.
@@ -268,7 +267,10 @@ async def test_a_full_spool_closes_with_1013_and_counts_the_loss(make_client, br
     closed = [e["data"]["closed"] for e in spooled if e["data"].get("event") == "closed"]
     assert len(closed) == 2  # audio and event topics
     assert closed[0]["reason"] == "spool_full" and closed[0]["close_code"] == 1013
-    assert closed[0]["lost"] == 1
+    # The refused frame, and those sent before the client saw the close (read and dropped).
+    assert closed[0]["lost"] == 1 + closed[0]["after_close"]
+    lost = float(closed[0]["lost"])
+    assert f'exopipe_ingress_stream_lost_total{{record="frame"}} {lost}' in metrics
     kept = [e for e in spooled if e["type"] == STREAM_AUDIO.event_type][:-1]  # closed aside
     assert closed[0]["frames"] == len(kept) + closed[0]["lost"]
 

@@ -170,7 +170,9 @@ def test_records_follow_both_schemas():
 
 
 def test_closed_carries_every_counter_and_lost_is_what_is_left():
-    tally = StreamTally(frames=10, forwarded=7, rejected=2, media_frames=5, media_bytes=32000)
+    tally = StreamTally(
+        frames=12, forwarded=7, rejected=2, media_frames=5, media_bytes=32000, after_close=2
+    )
     continuity = Continuity(gaps=1, missing=3, duplicates=1, out_of_order=2)
     data = closed_data(
         IDENTITY,
@@ -188,7 +190,7 @@ def test_closed_carries_every_counter_and_lost_is_what_is_left():
         "reason": "spool_full",
         "close_code": 1013,
         "started_at": T,
-        "frames": 10,
+        "frames": 12,
         "media_frames": 5,
         "media_bytes": 32000,
         "gaps": 1,
@@ -196,6 +198,7 @@ def test_closed_carries_every_counter_and_lost_is_what_is_left():
         "duplicates": 1,
         "out_of_order": 2,
         "rejected": 2,
-        "lost": 1,
+        "lost": 3,
+        "after_close": 2,
     }
     assert data["continuity"] == {"status": "unchecked", "expected": None, "missing": 0}

@@ -13,7 +13,10 @@ import pytest
 from faust.types import TP
 
 from tests.stream_records import StreamScript, pcm_chunks
-from topics.events import CloudEvent
+from topics.catalog import STREAM_AUDIO
+from topics.events import CloudEvent, deterministic_id, format_time, make_event
+from workers.ingress.stream_journal import OpenStream
+from workers.ingress.stream_restart import restarted_closed
 from workers.stream_archiver.agents import Archivist, running_archivist
 from workers.stream_archiver.partition import Ending
 from workers.stream_archiver.spill import SpillDir
@@ -183,7 +186,7 @@ async def test_a_quiet_partition_read_to_its_end_abandons_its_streams(rig: Rig) 
 async def test_a_partition_no_longer_assigned_is_forgotten(rig: Rig) -> None:
     _, records = _stream("S1")
     await rig.feed(*records)
-    rig.app.consumer.assignment = lambda: set()  # type: ignore[method-assign]
+    rig.app.consumer.assignment = lambda: set()
     assert await rig.archivist.check_quiet(0.0) == 0
     assert rig.archivist.partitions == {}
     assert [p.name for p in rig.archivist.spill.path.iterdir()] == [".lock"]
@@ -197,3 +200,32 @@ async def test_a_record_fetched_before_the_last_rebalance_is_left_alone(rig: Rig
     await rig.feed(*records[1:], generation=1)  # still in faust's buffer from before
     assert rig.archivist.partitions[TP0] is state
     assert state.ledger.pending() == 1 and state.open_streams == 1
+
+
+async def test_a_closed_written_by_a_restarted_ingress_ends_the_stream_at_once(rig: Rig) -> None:
+    s, records = _stream("S1")
+    await rig.feed(*records)
+    left = OpenStream(s.connection_id, "S1", s.customer_id, s.app_id, format_time(s.started))
+    now = s.at(10)
+    data = restarted_closed(left, now)
+    closed = make_event(
+        STREAM_AUDIO,
+        data,
+        source="/ingress/acme/app1/stream",
+        event_id=deterministic_id("stream", s.connection_id, str(data["frame_index"])),
+        time=now,
+        customer_id=s.customer_id,
+        app_id=s.app_id,
+    )
+    endings: list[Ending] = []
+    archive = rig.archive.archive
+
+    async def watched(ending: Ending) -> Any:
+        endings.append(ending)
+        return await archive(ending)
+
+    rig.archive.archive = watched
+    await rig.feed(closed)
+    await rig.settle()
+    assert [(e.assembly.stream_sid, e.reason) for e in endings] == [("S1", "ingress_restarted")]
+    assert rig.acked() == list(range(rig.offset))
