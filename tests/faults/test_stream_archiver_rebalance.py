@@ -52,7 +52,7 @@ TAIL_ROUNDS = 10  # 5 s of load after the second worker left
 DURATIONS_S = (5, 6, 7, 8, 9, 10, 11)  # by turns, so streams end all the time, not at once
 WORK_S = 10.0  # both workers share the load at least this long
 CHUNK = 3200
-# Peak RSS measured 137 to 160 MiB a worker (RELIABILITY.md 2b). The bound is 25 % above that,
+# Peak RSS measured 122 to 160 MiB a worker (RELIABILITY.md 2b). The bound is 25 % above that,
 # and below what a worker holding the run's audio would reach (about 55 MB of PCM, more as
 # records, on top of what it needs).
 PEAK_RSS_MIB = 200
