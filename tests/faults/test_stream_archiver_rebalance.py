@@ -71,7 +71,7 @@ class LiveStreams(Mapping[str, list[bytes]]):
     def live(self) -> int:
         return sum(not stream.finish.is_set() for stream, _ in self.senders.values())
 
-    def open_one(self, session: aiohttp.ClientSession) -> str:
+    def open_one(self, session: aiohttp.ClientSession) -> None:
         """Start a stream that sends for its turn of ``DURATIONS_S``, then stops."""
         seed = len(self.senders)
         sid = f"R-{seed}-{random.randbytes(4).hex()}"
@@ -81,7 +81,6 @@ class LiveStreams(Mapping[str, list[bytes]]):
         self.tasks.append(asyncio.create_task(stream.run(session)))
         duration = DURATIONS_S[seed % len(DURATIONS_S)]
         asyncio.get_running_loop().call_later(duration, stream.finish.set)
-        return sid
 
     def __getitem__(self, sid: str) -> list[bytes]:
         stream, seed = self.senders[sid]
