@@ -34,7 +34,9 @@ class PathResult:
     ``rate`` and ``baseline_rate`` are in ``unit`` (events/s, MB/s, commands/s ...);
     ``ratio`` is ``rate / baseline_rate``. ``target`` says in words what the path must reach
     and ``met`` whether it did; ``extra`` holds path-specific figures (peak RSS, offered rate);
-    ``skipped`` says why a path did not run (a tool missing here).
+    ``skipped`` says why a path did not run (a tool missing here). ``reported`` is set on a row
+    run past the target to see what breaks first: what did, in words, or that nothing did; such
+    a row is shown like the others and never fails the run.
     """
 
     path: str
@@ -53,6 +55,7 @@ class PathResult:
     runs: int = 1
     extra: dict[str, Any] = field(default_factory=dict)
     skipped: str | None = None  # why the path did not run (a tool missing), else None
+    reported: str | None = None  # past the target, for what breaks first: what did
 
     @classmethod
     def not_run(cls, path: str, reason: str) -> PathResult:

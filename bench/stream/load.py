@@ -12,7 +12,9 @@ Run as a child of ``bench/stream/path.py``: ``python -m bench.stream.load --targ
   the ingress's settings, one frame at a time per stream, as the ingress delivers them.
 
 A reader in this process, positioned at the topic's end before anything is sent, takes each
-media record off exotel.stream.audio and records ``now - slot``. Prints one JSON line.
+media record off exotel.stream.audio and records ``now - slot``. A WebSocket the ingress
+refuses, or closes before its stop, is counted (``refused``, ``cut``), not fatal: past the
+target size that is one of the things that can break first. Prints one JSON line.
 """
 
 from __future__ import annotations
@@ -61,6 +63,8 @@ class Clock:
         self.send_lag: list[float] = []
         self.sent = 0
         self.record_bytes = 0
+        self.refused = 0  # WebSockets the ingress did not accept
+        self.cut = 0  # WebSockets closed under a stream before its stop was sent
 
 
 async def _pace(slot: float, clock: Clock) -> None:
@@ -90,28 +94,43 @@ def _start_frame(sid: str, n: int) -> dict[str, Any]:
 async def ingress_stream(
     session: aiohttp.ClientSession, url: str, sid: str, n: int, t0: float, frames: int, clock: Clock
 ) -> None:
-    payload = tone_chunk()
-    async with session.ws_connect(url, max_msg_size=0, autoping=True) as ws:
-        await ws.send_str('{"event":"connected"}')
-        await ws.send_str(json_codec.dumps(_start_frame(sid, n)).decode())
-        for k in range(frames):
-            seq = k + 2
-            slot = t0 + k * FRAME_S
-            clock.slots[(sid, seq)] = slot
-            await _pace(slot, clock)
-            await ws.send_str(
-                f'{{"event":"media","sequence_number":{seq},"stream_sid":"{sid}",'
-                f'"media":{{"chunk":{k + 1},"timestamp":"{k * 100}","payload":"{payload}"}}}}'
-            )
-            clock.sent += 1
-        stop = {
-            "event": "stop",
-            "sequence_number": frames + 2,
-            "stream_sid": sid,
-            "stop": {"call_sid": f"call-{sid}", "account_sid": "bench", "reason": "callended"},
-        }
-        await ws.send_str(json_codec.dumps(stop).decode())
+    """One stream; a refused or cut WebSocket is counted in ``clock``, and the others go on."""
+    try:
+        ws = await session.ws_connect(url, max_msg_size=0, autoping=True)
+    except (aiohttp.ClientError, OSError):
+        clock.refused += 1
+        return
+    try:
+        await _send_stream(ws, sid, n, t0, frames, clock)
+    except (aiohttp.ClientError, ConnectionError):
+        clock.cut += 1
+    finally:
         await ws.close()
+
+
+async def _send_stream(
+    ws: aiohttp.ClientWebSocketResponse, sid: str, n: int, t0: float, frames: int, clock: Clock
+) -> None:
+    payload = tone_chunk()
+    await ws.send_str('{"event":"connected"}')
+    await ws.send_str(json_codec.dumps(_start_frame(sid, n)).decode())
+    for k in range(frames):
+        seq = k + 2
+        slot = t0 + k * FRAME_S
+        clock.slots[(sid, seq)] = slot
+        await _pace(slot, clock)
+        await ws.send_str(
+            f'{{"event":"media","sequence_number":{seq},"stream_sid":"{sid}",'
+            f'"media":{{"chunk":{k + 1},"timestamp":"{k * 100}","payload":"{payload}"}}}}'
+        )
+        clock.sent += 1
+    stop = {
+        "event": "stop",
+        "sequence_number": frames + 2,
+        "stream_sid": sid,
+        "stop": {"call_sid": f"call-{sid}", "account_sid": "bench", "reason": "callended"},
+    }
+    await ws.send_str(json_codec.dumps(stop).decode())
 
 
 def _media_data(sid: str, seq: int, k: int, payload: str, connection: str) -> dict[str, Any]:
@@ -233,6 +252,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "max_ms": max(lat) * 1000 if lat else float("nan"),
         "media_record_bytes": clock.record_bytes / len(lat) if lat else 0.0,
         "send_lag_p99_ms": percentile(clock.send_lag, 99) * 1000 if clock.send_lag else 0.0,
+        "refused": clock.refused,
+        "cut": clock.cut,
     }
 
 

@@ -20,6 +20,7 @@ import re
 import signal
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -65,10 +66,14 @@ def new_call() -> StreamIdentity:
 
 @dataclass
 class PacedStream:
-    """start, then media at real-time pace until told to stop, then stop; what came back."""
+    """start, then media at real-time pace until told to stop, then stop; what came back.
+
+    ``audio(n)`` is the n-th media frame's payload, asked for in order from 0.
+    """
 
     url: str
     who: StreamIdentity = field(default_factory=new_call)
+    audio: Callable[[int], bytes] = chunk
     sent_media: int = 0
     close_code: int | None = None
     finish: asyncio.Event = field(default_factory=asyncio.Event)
@@ -91,7 +96,8 @@ class PacedStream:
             next_at = time.monotonic()
             while not self.finish.is_set() and not reader.done():
                 n = self.sent_media
-                await ws.send_str(json.dumps(media_frame(n + 2, sid, n + 1, 100 * n, chunk(n))))
+                frame = media_frame(n + 2, sid, n + 1, 100 * n, self.audio(n))
+                await ws.send_str(json.dumps(frame))
                 self.sent_media += 1
                 next_at += FRAME_EVERY_S
                 await asyncio.sleep(max(0.0, next_at - time.monotonic()))

@@ -21,7 +21,16 @@ from workers import json_codec
 from workers.demo.environment import free_port
 from workers.demo.processes import Children
 
-__all__ = ["APP", "CUSTOMER", "SECRET", "StreamStack", "plain_s3", "running_stream_stack"]
+__all__ = [
+    "APP",
+    "CUSTOMER",
+    "SECRET",
+    "StreamStack",
+    "plain_s3",
+    "running_stream_stack",
+    "stream_url",
+    "with_ingress",
+]
 
 CUSTOMER = "cust_stream"
 APP = "app_live"
@@ -37,11 +46,27 @@ class StreamStack:
 
     @property
     def stream_url(self) -> str:
-        host = f"127.0.0.1:{self.ingress_port}"
-        return f"ws://{CUSTOMER}:{SECRET}@{host}/v1/{CUSTOMER}/{APP}/stream"
+        return stream_url(self.ingress_port)
 
     def logs(self) -> str:
         return "\n".join(f"{c.name}: {c.log_tail(30)}" for c in self.children.started)
+
+
+def stream_url(port: int) -> str:
+    """The test tenant's stream URL on an ingress at ``port`` (the secret as Basic auth)."""
+    return f"ws://{CUSTOMER}:{SECRET}@127.0.0.1:{port}/v1/{CUSTOMER}/{APP}/stream"
+
+
+def with_ingress(env: PipelineEnv, home: Path) -> PipelineEnv:
+    """``env`` for an ingress on a free loopback port, knowing the test tenant's secret."""
+    secrets = home / "secrets.json"
+    secrets.write_bytes(json_codec.dumps({"ingress_tenants": {CUSTOMER: [SECRET]}}))
+    return env.with_vars(
+        EXOPIPE_SECRETS_FILE=str(secrets),
+        EXOPIPE_INGRESS_HOST="127.0.0.1",
+        EXOPIPE_INGRESS_PORT=str(free_port("127.0.0.1")),
+        EXOPIPE_INGRESS_SPOOL_DIR=str(home / "spool"),
+    )
 
 
 def plain_s3(env: PipelineEnv) -> Any:
@@ -61,18 +86,14 @@ async def running_stream_stack(
     topics_env: PipelineEnv, tmp_path: Path
 ) -> AsyncIterator[StreamStack]:
     """The ingress and the stream archiver as the CLI starts them, with a bucket of their own."""
-    secrets = tmp_path / "secrets.json"
-    secrets.write_bytes(json_codec.dumps({"ingress_tenants": {CUSTOMER: [SECRET]}}))
     bucket = f"streams-{uuid.uuid4().hex[:10]}"
-    port = free_port("127.0.0.1")
-    env = topics_env.with_vars(
-        EXOPIPE_SECRETS_FILE=str(secrets),
-        EXOPIPE_S3_BUCKET=bucket,
-        EXOPIPE_INGRESS_HOST="127.0.0.1",
-        EXOPIPE_INGRESS_PORT=str(port),
-        EXOPIPE_INGRESS_SPOOL_DIR=str(tmp_path / "spool"),
-        EXOPIPE_STREAM_ARCHIVER_SPILL_DIR=str(tmp_path / "spill"),
+    env = with_ingress(
+        topics_env.with_vars(
+            EXOPIPE_S3_BUCKET=bucket, EXOPIPE_STREAM_ARCHIVER_SPILL_DIR=str(tmp_path / "spill")
+        ),
+        tmp_path,
     )
+    port = env.settings.ingress.port
     s3 = plain_s3(env)
     await asyncio.to_thread(s3.create_bucket, Bucket=bucket)
     children = Children(tmp_path)

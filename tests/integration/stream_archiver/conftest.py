@@ -143,11 +143,12 @@ class StreamRig:
         drop_test_data(self.settings, self.s3)
 
 
-async def make_rig(env: PipelineEnv, home: Path) -> StreamRig:
+async def make_rig(env: PipelineEnv, home: Path, s3: Any | None = None) -> StreamRig:
+    """Topics and a bucket for ``env``; ``s3`` is the test's own client (the project's if none)."""
     settings = env.settings
     async with admin_client(settings) as admin:
         await apply_catalog(admin, name_prefix=settings.topic_prefix)
-    s3 = new_s3_client(settings)
+    s3 = new_s3_client(settings) if s3 is None else s3
     await asyncio.to_thread(s3.create_bucket, Bucket=settings.s3_bucket)
     return StreamRig(env, WorkerProcess(env, home / "worker", name="stream-archiver"), s3)
 

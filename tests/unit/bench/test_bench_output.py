@@ -94,3 +94,23 @@ def test_a_skipped_path_shows_in_the_table_and_does_not_fail_the_run(
     monkeypatch.setattr(bench_main.shutil, "which", lambda tool: None)
     assert bench_main.main(["--only", "ingress"]) == 0
     assert "| ingress | skipped: wrk is not installed" in capsys.readouterr().out
+
+
+def test_a_reported_row_says_what_broke_and_does_not_fail_the_run(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = _result("stream", 2000.0, 2000.0, True)
+    past = _result("stream_500", 4000.0, 5000.0, False)
+    past.reported = "p99 83.0 ms, past 50 ms"
+    module = types.SimpleNamespace(measure=lambda quick: [target, past])
+    monkeypatch.setattr(bench_main.importlib, "import_module", lambda name: module)
+    assert bench_main.main(["--json", "--only", "stream"]) == 0
+    objects = [json_codec.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(o["path"], o["reported"]) for o in objects] == [
+        ("stream", None),
+        ("stream_500", "p99 83.0 ms, past 50 ms"),
+    ]
+    assert bench_main.main(["--only", "stream"]) == 0
+    assert "| reported: p99 83.0 ms, past 50 ms |" in capsys.readouterr().out
+    target.met = False
+    assert bench_main.main(["--only", "stream"]) == 1  # the target row still counts
