@@ -4,7 +4,8 @@ Order per event: parse and validate; skip when the app's ``recording_enabled`` i
 deterministic key (an object carrying our sha256 metadata means it is archived already: nothing is
 downloaded or written again); download to a temp file while hashing; then a recording of one part or
 less goes up with one PUT carrying the full metadata, and a larger one has the stale multipart
-uploads of its key (left by a crashed attempt) aborted, then is multipart-uploaded with it.
+uploads of its key (left by a crashed attempt) aborted, listed while it downloads, then is
+multipart-uploaded with it.
 Transient failures repeat the whole attempt through ``workers.retry``; permanent ones become a
 ``failed`` outcome at once. When the attempts run out on our own object store being unavailable, the
 event is not dead-lettered: the recording is not at fault, so the worker keeps trying (its partition
@@ -124,9 +125,22 @@ class Archiver:
         if existing is not None and existing.metadata.get("sha256"):
             log.info("%s already archived at %s; nothing written", data["call_sid"], key)
             return self._archived(event_id, data, existing, already=True)
+        # A recording of more than one part has the stale multipart uploads of its key (left
+        # by a crashed attempt) cleared before its own is created. The listing runs while the
+        # body downloads, off the recording's critical path, once Content-Length says it is
+        # large (or says nothing); never for a recording that goes up in one PUT.
+        clearing: asyncio.Future[int] | None = None
+
+        def on_length(declared: int | None) -> None:
+            nonlocal clearing
+            if declared is None or declared > self.store.part_size:
+                clearing = asyncio.ensure_future(self._store_call(self.store.abort_stale, key))
+
         sink = await asyncio.to_thread(self._temp_file)
         try:
-            downloaded = await self.fetcher.download(data["recording_url"], sink)
+            downloaded = await self.fetcher.download(
+                data["recording_url"], sink, on_length=on_length
+            )
             await asyncio.to_thread(sink.flush)
             metadata = {
                 "call_sid": data["call_sid"],
@@ -141,6 +155,8 @@ class Archiver:
             if downloaded.size <= self.store.part_size:
                 # One part or less: one PUT. It never makes a multipart upload, so there is
                 # none of its own to clear (a larger recording's are cleared below).
+                if clearing is not None:
+                    await clearing  # started on an undeclared length: let it end first
                 await self._store_call(
                     self.store.put,
                     Path(sink.name),
@@ -149,7 +165,10 @@ class Archiver:
                     metadata=metadata,
                 )
             else:
-                stale = await self._store_call(self.store.abort_stale, key)
+                if clearing is None:  # a Content-Length that said one part, or a smaller size
+                    clearing = asyncio.ensure_future(self._store_call(self.store.abort_stale, key))
+                # Done before the upload is created: the listing must not see our own upload.
+                stale = await clearing
                 if stale:
                     log.warning("aborted %d stale multipart upload(s) of %s", stale, key)
                 # The store waits for its parts in flight even when cancelled, so the temp file
@@ -162,6 +181,12 @@ class Archiver:
                     metadata=metadata,
                 )
         finally:
+            if clearing is not None:
+                # A failed download leaves the listing running: wait for it (its error, if
+                # any, is dropped; the attempt is failing already) so no call outlives it.
+                await asyncio.wait([clearing])
+                if not clearing.cancelled():
+                    clearing.exception()
             await asyncio.to_thread(sink.close)
         stored = StoredObject(key, downloaded.size, downloaded.content_type, metadata)
         return self._archived(event_id, data, stored, already=False)

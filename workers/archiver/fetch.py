@@ -28,10 +28,12 @@ from workers.archiver.ssrf import Guard, SsrfRefused
 from workers.errors import PermanentError, RetryableError
 from workers.secret_store import BasicCredentials
 
-__all__ = ["DEFAULT_CONTENT_TYPE", "Downloaded", "Fetcher", "RecordingRefused"]
+__all__ = ["DEFAULT_CONTENT_TYPE", "Downloaded", "Fetcher", "LengthHook", "RecordingRefused"]
 
 DEFAULT_CONTENT_TYPE = "audio/mpeg"
 _FLUSH_BYTES = 512 * 1024
+# Told the final response's Content-Length (None: not declared) before its body is read.
+LengthHook = Callable[[int | None], None]
 _PERMANENT = {401: "forbidden", 403: "forbidden", 404: "not_found", 410: "gone"}
 
 
@@ -137,17 +139,23 @@ class Fetcher:
         self._max_redirects = max_redirects
         self._total_timeout = total_timeout
 
-    async def download(self, url: str, sink: BinaryIO) -> Downloaded:
-        """Write the recording at ``url`` to ``sink``; raise Permanent/RetryableError otherwise."""
+    async def download(
+        self, url: str, sink: BinaryIO, *, on_length: LengthHook | None = None
+    ) -> Downloaded:
+        """Write the recording at ``url`` to ``sink``; raise Permanent/RetryableError otherwise.
+
+        ``on_length`` hears the final response's Content-Length (``None`` when it declares
+        none) before its body is read, so the caller can start work that depends on the size.
+        """
         try:
             async with asyncio.timeout(self._total_timeout):
-                return await self._follow(url, sink)
+                return await self._follow(url, sink, on_length)
         except TimeoutError:
             raise RetryableError(
                 f"download of {source_url(url)} exceeded {self._total_timeout}s"
             ) from None
 
-    async def _follow(self, url: str, sink: BinaryIO) -> Downloaded:
+    async def _follow(self, url: str, sink: BinaryIO, on_length: LengthHook | None) -> Downloaded:
         current = url
         for _hop in range(self._max_redirects + 1):
             target = await self._guard.check(current)
@@ -178,17 +186,21 @@ class Fetcher:
                     current = urljoin(current, location)
                     continue
                 _raise_for_status(response, current)
-                return await self._read(response, sink, current)
+                return await self._read(response, sink, current, on_length)
             finally:
                 await response.aclose()
         raise SsrfRefused(f"more than {self._max_redirects} redirects")
 
-    async def _read(self, response: httpx.Response, sink: BinaryIO, url: str) -> Downloaded:
+    async def _read(
+        self, response: httpx.Response, sink: BinaryIO, url: str, on_length: LengthHook | None
+    ) -> Downloaded:
         declared = _content_length(response)
         if declared is not None and declared > self._max_bytes:
             raise RecordingRefused(
                 "too_large", f"Content-Length {declared} exceeds {self._max_bytes} bytes"
             )
+        if on_length is not None:
+            on_length(declared)
         writer = _HashingWriter(sink)
         size = 0
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -184,9 +185,12 @@ async def test_garbage_record_is_a_bad_event() -> None:
 async def test_a_recording_of_one_part_or_less_is_one_put_and_clears_no_uploads() -> None:
     store = FakeStore()
     store.part_size = len(BODY)
-    outcome = await archiver(lambda r: httpx.Response(200, content=streamed(BODY)), store).handle(
-        event_bytes()
-    )
+
+    def declared(request: httpx.Request) -> httpx.Response:
+        headers = {"Content-Length": str(len(BODY))}
+        return httpx.Response(200, headers=headers, content=streamed(BODY))
+
+    outcome = await archiver(declared, store).handle(event_bytes())
     assert outcome.spec is RECORDING_ARCHIVED
     assert store.puts == 1 and store.uploads == 1 and store.stale_aborts == 0
     ((body, _, metadata),) = store.objects.values()
@@ -201,3 +205,62 @@ async def test_a_larger_recording_clears_stale_uploads_then_goes_up_in_parts() -
     )
     assert outcome.spec is RECORDING_ARCHIVED
     assert store.puts == 0 and store.uploads == 1 and store.stale_aborts == 1
+
+
+class SlowListingStore(FakeStore):
+    """Records when the stale-upload listing ran, and when the body and the upload did."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.events: list[str] = []
+
+    def abort_stale(self, key: str) -> int:
+        self.events.append("listing started")
+        time.sleep(0.05)  # a thread of its own: the body keeps downloading meanwhile
+        self.events.append("listing done")
+        return super().abort_stale(key)
+
+    async def upload(self, path: Path, key: str, *, size: int, content_type: str,
+                     metadata: dict[str, str]) -> None:  # fmt: skip
+        self.events.append("upload")
+        await super().upload(path, key, size=size, content_type=content_type, metadata=metadata)
+
+
+async def test_a_larger_recordings_stale_uploads_are_listed_while_it_downloads() -> None:
+    store = SlowListingStore()
+    store.part_size = len(BODY) // 4
+
+    async def slow_body() -> AsyncIterator[bytes]:
+        for start in range(0, len(BODY), len(BODY) // 4):
+            await asyncio.sleep(0.02)
+            store.events.append("chunk")
+            yield BODY[start : start + len(BODY) // 4]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        headers = {"Content-Length": str(len(BODY))}
+        return httpx.Response(200, headers=headers, content=slow_body())
+
+    outcome = await archiver(handler, store).handle(event_bytes())
+    assert outcome.spec is RECORDING_ARCHIVED and store.stale_aborts == 1
+    events = store.events
+    # Listed once the length was known, before the body was in; over before the upload began.
+    assert events.index("listing started") < events.index("chunk")
+    assert events.index("listing done") < events.index("upload")
+    assert events[-1] == "upload"
+
+
+async def test_a_failed_download_waits_for_its_listing() -> None:
+    store = SlowListingStore()
+    store.part_size = 10
+
+    async def broken() -> AsyncIterator[bytes]:
+        yield BODY[:100]
+        raise httpx.ReadError("connection reset")
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers={"Content-Length": str(len(BODY))}, content=broken())
+
+    outcome = await archiver(handler, store).handle(event_bytes())
+    assert outcome.spec is RECORDING_FAILED
+    # Each of the three attempts listed, and each listing ended within its own attempt.
+    assert store.events == ["listing started", "listing done"] * 3
