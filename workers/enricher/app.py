@@ -90,6 +90,8 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         tick_seconds=settings.enricher.tick_seconds,
         session_timeout_ms=int(settings.enricher.session_timeout_seconds * 1000),
         heartbeat_interval_ms=int(min(3.0, settings.enricher.session_timeout_seconds / 3) * 1000),
+        # A day of state is about 10 GiB: on disk, checkpointed, caught up after a restart.
+        state_dir=settings.worker_data_dir / group_id(settings),
     )
     worker = BatchWorker(settings, config, enricher, "enricher")
     view = asyncio.create_task(enricher.settings_view.run(), name="settings-state")

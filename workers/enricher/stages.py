@@ -167,9 +167,16 @@ class Enricher:
         self.expiry.forget()
         for store in self.stores.all():
             for partition in sorted(store.store.owned):
-                for key, value in store.items(partition):
-                    if "due" in value:
-                        self.expiry.push(partition, value["due"], store.name, key)
+                # A store on disk lists its entries by key, not in the order they were written:
+                # ties in due time are put back in read order, never by key (holds older than
+                # "o" keep key order among themselves).
+                entries = sorted(
+                    (value["due"], value.get("o", -1), key)
+                    for key, value in store.items(partition)
+                    if "due" in value
+                )
+                for due, _, key in entries:
+                    self.expiry.push(partition, due, store.name, key)
 
     # ---- stage one: call_sid ------------------------------------------------------------
 
@@ -210,7 +217,9 @@ class Enricher:
             self.forward(call, None if popup is None else popup["ms"], out)
             return
         # No popup yet: hold the call for the grace period (see the README's out-of-order rule).
-        held = self.stores.pending.get(p, call.call_sid) or {"calls": {}, "p": p}
+        # "o": where the hold began in its partition, so holds due in the same millisecond go
+        # out in the order they were read, also after a restore (see ``_seed``).
+        held = self.stores.pending.get(p, call.call_sid) or {"calls": {}, "p": p, "o": where.offset}
         held["calls"][call.event_id] = call.to_dict()
         # A hold keeps its first due time: a call read again after a rebalance must not wait a
         # new grace while the caller's later calls, still due, go out before it.

@@ -37,7 +37,8 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Protocol
+from pathlib import Path
+from typing import Any, NamedTuple, Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
@@ -49,6 +50,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
 from workers.config import Settings
 from workers.kafka import new_producer, new_reader
 from workers.plumbing.changelog_store import ChangelogStore
+from workers.plumbing.state_slot import StateSlot
 
 __all__ = ["BatchConfig", "BatchWorker", "Job", "Outbox", "Records", "partition_for"]
 
@@ -121,6 +123,9 @@ class BatchConfig:
     max_batch_size: int = 512 * 1024
     # After a failure, the pause before the core starts again (doubles up to 30 s).
     restart_backoff_s: float = 1.0
+    # Where the job's stores keep their partitions on disk (a slot of it per process, see
+    # ``state_slot``); None keeps them in memory, restored in full at every assignment.
+    state_dir: Path | None = None
 
 
 class _Metrics:
@@ -164,20 +169,49 @@ class _Flush:
     topics: dict[str, int] = field(default_factory=dict)  # output records per topic
 
 
-async def _send(producer: AIOKafkaProducer, records: Keyed) -> list[asyncio.Future[Any]]:
+class _Sent(NamedTuple):
+    """One producer batch handed on: where, how many records, its delivery (base offset)."""
+
+    topic: str
+    partition: int
+    records: int
+    delivery: asyncio.Future[Any]
+
+
+async def _send(
+    producer: AIOKafkaProducer, records: Keyed, sent: list[_Sent] | None = None
+) -> list[asyncio.Future[Any]]:
     """Hand records to the producer as one batch per topic partition (more where one fills)."""
     futures: list[asyncio.Future[Any]] = []
+
+    async def hand_on(batch: Any, topic: str, partition: int) -> None:
+        count = batch.record_count()
+        future = await producer.send_batch(batch, topic, partition=partition)
+        futures.append(future)
+        if sent is not None:
+            sent.append(_Sent(topic, partition, count, future))
+
     for (topic, partition), items in records.items():
         batch = producer.create_batch()
         for key, value in items:
             if batch.append(key=key, value=value, timestamp=None) is None:
-                futures.append(await producer.send_batch(batch, topic, partition=partition))
+                await hand_on(batch, topic, partition)
                 batch = producer.create_batch()
                 if batch.append(key=key, value=value, timestamp=None) is None:
                     raise ValueError(f"a record for {topic} is larger than a producer batch")
         if batch.record_count():
-            futures.append(await producer.send_batch(batch, topic, partition=partition))
+            await hand_on(batch, topic, partition)
     return futures
+
+
+def _next_offsets(sent: Sequence[_Sent]) -> dict[tuple[str, int], int]:
+    """Per topic partition, the offset after the last record written (batches delivered)."""
+    ends: dict[tuple[str, int], int] = {}
+    for item in sent:
+        end = item.delivery.result().offset + item.records
+        where = (item.topic, item.partition)
+        ends[where] = max(ends.get(where, 0), end)
+    return ends
 
 
 def _delivered(flush: _Flush) -> bool:
@@ -211,8 +245,10 @@ class _Committer:
         max_in_flight: int,
         metrics: _Metrics,
         commit_interval_s: float = 0.0,
+        stores: Sequence[ChangelogStore] = (),
     ) -> None:
         self._producer = producer
+        self._stores = {store.changelog: store for store in stores}
         self._consumer = consumer
         self._metrics = metrics
         self._interval = commit_interval_s
@@ -289,7 +325,13 @@ class _Committer:
         keyed: Keyed = {}
         for (topic, partition, key), value in changes.items():
             keyed.setdefault((topic, partition), []).append((key, value))
-        await asyncio.gather(*await _send(self._producer, keyed))
+        sent: list[_Sent] = []
+        await asyncio.gather(*await _send(self._producer, keyed, sent if self._stores else None))
+        # Only now, acknowledged on the changelog, may the changes reach a store's disk.
+        for (topic, partition), next_offset in _next_offsets(sent).items():
+            store = self._stores.get(topic)
+            if store is not None:
+                store.persisted(partition, keyed[(topic, partition)], next_offset)
         if offsets:
             try:
                 await self._consumer.commit(offsets)
@@ -346,8 +388,26 @@ class BatchWorker:
         self.ready = asyncio.Event()  # the first assignment is restored
         self.running = False
         self.restarts = 0
+        self.restored_records = 0  # changelog records read by restores, all told
 
     async def run(self, stop: asyncio.Event) -> None:
+        slot = None
+        if self._config.state_dir is not None:
+            slot = StateSlot(self._config.state_dir)
+            folder = slot.acquire()
+            log.info("stores on disk in %s", folder)
+            for store in self._job.changelog_stores:
+                store.use_directory(folder / store.name)
+        try:
+            await self._run(stop)
+        finally:
+            for store in self._job.changelog_stores:
+                for partition in store.owned:
+                    store.drop(partition)
+            if slot is not None:
+                slot.release()
+
+    async def _run(self, stop: asyncio.Event) -> None:
         backoff = self._config.restart_backoff_s
         while not stop.is_set():
             try:
@@ -412,6 +472,7 @@ class BatchWorker:
                 config.max_in_flight,
                 self._metrics,
                 config.commit_interval_s,
+                self._job.changelog_stores,
             )
             try:
                 consumer.subscribe(list(self._job.topics), listener=_Listener(self))
@@ -508,6 +569,7 @@ class BatchWorker:
             self._epoch += 1
             began = time.monotonic()
             restored = await self._restore(assigned)
+            self.restored_records += restored
             self._owned = assigned
             self._job.assigned(assigned)
             log.info(
@@ -533,7 +595,8 @@ class BatchWorker:
         self._job.revoked(partitions)
 
     async def _restore(self, assigned: frozenset[TopicPartition]) -> int:
-        """Read each store partition now owned from its changelog, start to end."""
+        """Bring each store partition now owned up to its changelog's end: from the start, or
+        from the checkpoint a store on disk kept (``changelog_store``)."""
         wanted: dict[TopicPartition, ChangelogStore] = {}
         for store in self._job.changelog_stores:
             for tp in assigned:
@@ -541,9 +604,6 @@ class BatchWorker:
                     wanted[TopicPartition(store.changelog, tp.partition)] = store
         if not wanted:
             return 0
-        # A reader with no position starts at the beginning by itself. An explicit seek to the
-        # beginning raced the reset aiokafka starts at assign() (to "latest" by default): when
-        # that answer came last, the store was restored empty (seen in the rebalance test).
         reader = new_reader(
             self._settings,
             client_id=f"{self._config.client_id}-restore",
@@ -553,9 +613,16 @@ class BatchWorker:
         try:
             tps = list(wanted)
             reader.assign(tps)
+            begins = await reader.beginning_offsets(tps)
             ends = await reader.end_offsets(tps)
-            parts: dict[TopicPartition, dict[str, bytes]] = {tp: {} for tp in tps}
-            left = {tp for tp in tps if ends[tp] > 0}
+            left: set[TopicPartition] = set()
+            for tp in tps:
+                start = wanted[tp].open(tp.partition, begins[tp], ends[tp])
+                if start < ends[tp]:
+                    # A seek to an offset is final (aiokafka's reset to "earliest" checks for
+                    # one); a seek to the beginning raced that reset and restored nothing.
+                    reader.seek(tp, start)
+                    left.add(tp)
             count = 0
             while left:
                 for tp in list(left):
@@ -565,17 +632,12 @@ class BatchWorker:
                     break
                 fetched = await reader.getmany(*left, timeout_ms=500, max_records=20_000)
                 for tp, rs in fetched.items():
-                    part = parts[tp]
-                    for record in rs:
-                        if record.key is None:
-                            continue
-                        count += 1
-                        if record.value is None:
-                            part.pop(record.key.decode(), None)
-                        else:
-                            part[record.key.decode()] = record.value
-            for tp, part in parts.items():
-                wanted[tp].adopt(tp.partition, part)
+                    changes = [(r.key, r.value) for r in rs if r.key is not None]
+                    count += len(changes)
+                    wanted[tp].apply(tp.partition, changes, rs[-1].offset + 1)
+            for tp, store in wanted.items():
+                store.apply(tp.partition, (), ends[tp])  # the checkpoint, fresh
+                store.restored(tp.partition)
             log.debug("restored %s", {f"{tp.topic}:{tp.partition}": ends[tp] for tp in tps})
             return count
         finally:
