@@ -117,6 +117,13 @@ def test_secrets_file_and_archivers_disk_are_mounted_where_settings_say() -> Non
         volumes = {v["name"]: v for v in pod["volumes"]}
         assert volumes["secrets"]["secret"]["secretName"] == "exopipe-secrets"
         assert settings.secrets_file == Path(mounts["secrets"]) / "secrets.json", name
+    for name, pod in _pods().items():
+        (container,) = pod["containers"]
+        if container["args"][0] != "worker":
+            continue
+        # The root filesystem is read-only: the stores and faust's bookkeeping need a mount.
+        mounts = {m["mountPath"] for m in container["volumeMounts"]}
+        assert str(settings.worker_data_dir) in mounts, name
     (archiver,) = _pods()["exopipe-archiver"]["containers"]
     mounts = {m["mountPath"] for m in archiver["volumeMounts"]}
     assert str(settings.recording.temp_dir) in mounts
