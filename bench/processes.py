@@ -8,11 +8,14 @@ when the run fails.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -65,6 +68,10 @@ def bench_env(**overrides: str) -> dict[str, str]:
     _MADE.add(prefix)
     env["EXOPIPE_TOPIC_PREFIX"] = prefix
     env["EXOPIPE_LOG_LEVEL"] = "WARNING"
+    # Workers' stores on disk go with the run, not into the user's cache (removed at exit).
+    data_dir = tempfile.mkdtemp(prefix="bench-worker-data-")
+    atexit.register(shutil.rmtree, data_dir, True)
+    env["EXOPIPE_WORKER_DATA_DIR"] = data_dir
     env.update(overrides)
     return env
 
