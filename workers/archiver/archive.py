@@ -3,9 +3,9 @@
 Order per event: parse and validate; skip when the app's ``recording_enabled`` is false; HEAD the
 deterministic key (an object carrying our sha256 metadata means it is archived already: nothing is
 downloaded or written again); download to a temp file while hashing; then a recording of one part or
-less goes up with one PUT carrying the full metadata, and a larger one has the stale multipart
-uploads of its key (left by a crashed attempt) aborted, listed while it downloads, then is
-multipart-uploaded with it.
+less goes up with one PUT carrying the full metadata, and a larger one is multipart-uploaded with
+it, once the stale multipart uploads of its key (left by a crashed attempt, and listed while it
+downloads) are aborted.
 Transient failures repeat the whole attempt through ``workers.retry``; permanent ones become a
 ``failed`` outcome at once. When the attempts run out on our own object store being unavailable, the
 event is not dead-lettered: the recording is not at fault, so the worker keeps trying (its partition
