@@ -28,7 +28,9 @@ faust's tables wrote to the same changelog topics, so a store reads what a faust
 from __future__ import annotations
 
 import shutil
+import threading
 import time
+import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -110,6 +112,7 @@ class _DiskPartition:
         self._path = path
         self._max_age_s = max_checkpoint_age_s
         path.parent.mkdir(parents=True, exist_ok=True)
+        _delete_wiped(path)  # what a process that stopped while deleting left
         self._db = Rdict(str(path), _options())
         # key -> value (None: deleted) for changes whose changelog write is not acknowledged.
         self._overlay: dict[str, bytes | None] = {}
@@ -202,8 +205,11 @@ class _DiskPartition:
             return None
 
     def _wipe(self) -> None:
+        """Start again empty. The old database (a day's state is gigabytes) is renamed aside
+        at once and deleted on a thread of its own, off the event loop."""
         self._db.close()
-        shutil.rmtree(self._path, ignore_errors=True)
+        self._path.rename(self._path.with_name(f"{self._path.name}{_WIPED}{uuid.uuid4().hex[:8]}"))
+        _delete_wiped(self._path)
         self._db = Rdict(str(self._path), _options())
 
 
@@ -217,6 +223,17 @@ BLOCK_CACHE_BYTES = 32 * 2**20
 @lru_cache(maxsize=1)
 def _shared() -> tuple[WriteBufferManager, Cache]:
     return WriteBufferManager(MEMTABLE_BUDGET_BYTES, False), Cache(BLOCK_CACHE_BYTES)
+
+
+_WIPED = ".wiped-"
+
+
+def _delete_wiped(path: Path) -> None:
+    """Delete the databases wiped from ``path`` (renamed aside) on a background thread."""
+    for wiped in path.parent.glob(f"{path.name}{_WIPED}*"):
+        threading.Thread(
+            target=shutil.rmtree, args=(wiped, True), name="store-wipe", daemon=True
+        ).start()
 
 
 def _options() -> Options:

@@ -3,6 +3,7 @@ on disk, only what the changelog acknowledged, with a checkpoint a restart conti
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -132,3 +133,18 @@ def test_each_worker_on_a_host_takes_its_own_slot_and_gets_it_back_after(
     assert three.acquire() == tmp_path / "slot-0"
     two.release()
     three.release()
+
+
+def test_a_wiped_database_is_deleted_off_the_caller(tmp_path: Path) -> None:
+    first = _disk(tmp_path)
+    _take_over(first, 0, {"a": b"1"})
+    first.drop(0)
+    again = _disk(tmp_path)
+    assert again.open(0, 0, 0) == 0  # the checkpoint (1) is past the end: wiped
+    deadline = time.monotonic() + 10
+    while list((tmp_path / "s").glob("0.wiped-*")) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert list((tmp_path / "s").glob("0.wiped-*")) == []
+    again.restored(0)
+    assert dict(again.items(0)) == {}
+    again.drop(0)
