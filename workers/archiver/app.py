@@ -8,6 +8,7 @@ it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -87,15 +88,19 @@ def create_app(settings: Settings, replication: int) -> faust.App:
                 max_bytes=rec.max_bytes,
                 max_redirects=rec.max_redirects,
                 total_timeout=rec.total_timeout,
+                downloads_at_once=rec.concurrency,
             )
-            yield Archiver(
-                fetcher=fetcher,
-                store=store,
-                policy=policy,
-                key_prefix=rec.key_prefix,
-                temp_dir=rec.temp_dir,
-                recording_enabled=switch.recording_enabled,
-            )
+            try:
+                yield Archiver(
+                    fetcher=fetcher,
+                    store=store,
+                    policy=policy,
+                    key_prefix=rec.key_prefix,
+                    temp_dir=rec.temp_dir,
+                    recording_enabled=switch.recording_enabled,
+                )
+            finally:
+                await asyncio.to_thread(fetcher.close)
 
     outputs = {
         spec.name: catalog_topic(app, settings, spec)

@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 
 import httpx
 import pytest
 
-from workers.archiver.fetch import Fetcher, RecordingRefused
+from workers.archiver.fetch import _BATCH_BYTES, _WINDOW_BYTES, Fetcher, RecordingRefused
 from workers.archiver.ssrf import Guard, GuardPolicy, SsrfRefused
 from workers.config import RecordingSettings
 from workers.errors import RetryableError
@@ -257,3 +258,61 @@ async def test_writes_overlap_the_download_and_keep_every_byte_in_order() -> Non
         result = await fetcher.download(URL, sink)
     assert sink.getvalue() == body
     assert result.sha256 == hashlib.sha256(body).hexdigest() and result.size == len(body)
+
+
+class FullDisk(io.BytesIO):
+    """A sink that fails once a megabyte is written, as a full disk does."""
+
+    def write(self, data: bytes) -> int:  # type: ignore[override]
+        if self.tell() + len(data) > 1024 * 1024:
+            raise OSError(28, "No space left on device")
+        return super().write(data)
+
+
+async def test_a_failed_write_fails_the_download_without_hanging() -> None:
+    fetcher, client = make_fetcher(
+        lambda request: httpx.Response(200, content=streamed(chunks(16 * 1024 * 1024))),
+        max_bytes=10**9,
+    )
+    async with client:
+        with pytest.raises(OSError, match="No space left"):
+            await asyncio.wait_for(fetcher.download(URL, FullDisk()), timeout=10)
+    fetcher.close()
+
+
+class HeldSink(io.BytesIO):
+    """A sink whose first write waits until the test lets it go."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+
+    def write(self, data: bytes) -> int:  # type: ignore[override]
+        self.release.wait(timeout=10)
+        return super().write(data)
+
+
+async def test_a_slow_disk_stops_the_reading_within_the_window() -> None:
+    read = 0
+
+    async def counted() -> AsyncIterator[bytes]:
+        nonlocal read
+        for piece in chunks(32 * 1024 * 1024):
+            read += len(piece)
+            yield piece
+
+    body_size = 32 * 1024 * 1024
+    fetcher, client = make_fetcher(
+        lambda request: httpx.Response(200, content=counted()), max_bytes=10**9
+    )
+    sink = HeldSink()
+    async with client:
+        task = asyncio.create_task(fetcher.download(URL, sink))
+        await asyncio.sleep(0.3)
+        held_back = read
+        sink.release.set()
+        result = await task
+    fetcher.close()
+    # While the disk holds the writes, the body waits in at most the window and one batch.
+    assert held_back <= _WINDOW_BYTES + 2 * _BATCH_BYTES
+    assert result.size == body_size and sink.getvalue() == b"".join(chunks(body_size))
