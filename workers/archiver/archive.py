@@ -165,7 +165,10 @@ class Archiver:
                     metadata=metadata,
                 )
             else:
-                if clearing is None:  # a Content-Length that said one part, or a smaller size
+                if clearing is None:
+                    # Not reached today (the fetcher refuses a body longer than its
+                    # Content-Length); kept so a multipart upload is never created
+                    # without the stale ones of its key cleared first.
                     clearing = asyncio.ensure_future(self._store_call(self.store.abort_stale, key))
                 # Done before the upload is created: the listing must not see our own upload.
                 stale = await clearing
