@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
 from workers.enricher.counting import record_call
@@ -57,15 +58,24 @@ def test_old_entries_are_pruned_after_window_and_slack() -> None:
     assert [e["id"] for e in entries] == ["b"]
 
 
-def test_expiry_queues_tick_only_when_something_is_due() -> None:
+def test_expiry_queues_give_what_is_due_in_due_order() -> None:
     queues = ExpiryQueues()
-    assert queues.needs_tick(2, now_ms=0)  # not seeded yet
-    queues.seeded.add(2)
-    assert not queues.needs_tick(2, now_ms=0)
     queues.push(2, 100, "pending", "CA1")
     queues.push(2, 50, "popups", "CA2")
-    assert not queues.needs_tick(2, now_ms=49)
-    assert [d.key for d in queues.pop_due(2, now_ms=100)] == ["CA2", "CA1"]
+    queues.push(2, 100, "pending", "CA0")  # due with CA1: after it, in the order queued
+    assert queues.pop_due(2, now_ms=49) == []
+    assert [d.key for d in queues.pop_due(2, now_ms=100)] == ["CA2", "CA1", "CA0"]
     assert queues.pop_due(2, now_ms=1000) == []
+    queues.push(2, 10, "popups", "CA3")
     queues.forget()
-    assert queues.needs_tick(2, now_ms=0)
+    assert queues.pop_due(2, now_ms=1000) == []
+
+
+def test_expiry_queue_entries_drop_out_of_the_garbage_collector() -> None:
+    """A queue holds an entry per stored key: entries the collector tracks made every full
+    collection walk all of them (a tuple subclass is never untracked)."""
+    queues = ExpiryQueues()
+    for i in range(1000):
+        queues.push(0, i, "handled", f"CA{i}")
+    gc.collect()
+    assert not any(gc.is_tracked(entry) for entry in queues.heaps[0])
