@@ -144,8 +144,13 @@ class _Connection(asyncio.Protocol):
             await self._writable
         if self._error is not None:
             raise self._error
-        if self.transport is None or self.transport.is_closing():
-            raise ConnectionResetError("connection closed")
+        if self.lost:
+            raise ConnectionResetError("connection lost")
+
+    @property
+    def lost(self) -> bool:
+        """The connection is gone (a closing one may still send what it buffered)."""
+        return self.closed.done()
 
 
 def _wake(waiter: asyncio.Future[None] | None) -> None:
@@ -183,8 +188,8 @@ class _Stream(httpcore.AsyncNetworkStream):
         if not buffer:
             return
         try:
-            if self._transport.is_closing():
-                raise ConnectionResetError("connection closed")
+            if self._connection.lost:
+                raise ConnectionResetError("connection lost")
             self._transport.write(buffer)
             if timeout is None:
                 await self._connection.drain()

@@ -78,7 +78,7 @@ class _HashingWriter:
         self._sink = sink
         self._threads = threads
         self._digest = hashlib.sha256()
-        self._queue: queue.SimpleQueue[list[bytes] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[tuple[list[bytes], int] | None] = queue.SimpleQueue()
         self._lock = threading.Lock()  # guards _queued and _space, shared with the thread
         self._queued = 0
         self._space: asyncio.Future[None] | None = None
@@ -92,7 +92,8 @@ class _HashingWriter:
     def _drain(self) -> None:
         """On the thread: hash and write each batch until the end of the queue. After a
         failure it keeps taking batches (dropping them) so the loop never waits for room."""
-        while (batch := self._queue.get()) is not None:
+        while (item := self._queue.get()) is not None:
+            batch, size = item
             if self._error is None:
                 try:
                     # One update and one write a batch: each call gives up the GIL and has
@@ -104,7 +105,7 @@ class _HashingWriter:
                 except BaseException as exc:  # handed to the loop, which raises it
                     self._error = exc
             with self._lock:
-                self._queued -= sum(len(chunk) for chunk in batch)
+                self._queued -= size
                 space = self._space
                 if space is None or self._queued > _WINDOW_BYTES // 2:
                     continue
@@ -129,7 +130,7 @@ class _HashingWriter:
             self._queued += size
             if self._queued > _WINDOW_BYTES:
                 space = self._space = self._loop.create_future()
-        self._queue.put(batch)
+        self._queue.put((batch, size))
         if space is not None:
             await space
 
